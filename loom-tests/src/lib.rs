@@ -1,0 +1,1 @@
+//! Loom models of tls-session-cache; see tests/.

@@ -1,0 +1,110 @@
+//! # tls-session-cache
+//!
+//! A TLS server session cache that behaves exactly like OpenSSL's internal one
+//! (`SSL_CTX_add_session`, `SSL_CTX_remove_session`, the handshake's lookup,
+//! timeouts, the size limit, the cache modes and the statistics) without its one
+//! lock per context.
+//!
+//! ## Usage
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use tls_session_cache::{CacheMode, ManualClock, Session, SessionCache};
+//!
+//! let clock = ManualClock::new(1_700_000_000);
+//! let cache: SessionCache<Vec<u8>> = SessionCache::builder()
+//!     .capacity(20_480)
+//!     .timeout(Duration::from_secs(300))
+//!     .mode(CacheMode::SERVER)
+//!     .clock(clock.clone())
+//!     .build();
+//!
+//! let s = Arc::new(Session::new(b"an id", b"my service", b"secret state".to_vec())?
+//!     .with_time(clock.now()));
+//! assert!(cache.add(&s));
+//! assert!(cache.get(b"an id", b"my service").is_some());
+//!
+//! clock.advance(Duration::from_secs(301));
+//! assert!(cache.get(b"an id", b"my service").is_none()); // expired
+//! assert_eq!(cache.stats().timeouts, 1);
+//! # use tls_session_cache::Clock;
+//! # Ok::<(), tls_session_cache::Error>(())
+//! ```
+//!
+//! Many threads share one cache by reference (`SessionCache` is `Send + Sync`):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tls_session_cache::{Session, SessionCache};
+//!
+//! let cache: SessionCache<u64> = SessionCache::builder().capacity(1_000).build();
+//! std::thread::scope(|scope| {
+//!     for t in 0..4u64 {
+//!         let cache = &cache;
+//!         scope.spawn(move || {
+//!             for i in 0..1_000u64 {
+//!                 let id = [t.to_le_bytes(), i.to_le_bytes()].concat();
+//!                 let s = Arc::new(Session::new(&id, b"", i).unwrap());
+//!                 cache.add(&s);
+//!                 let _ = cache.get(&id, b"");
+//!             }
+//!         });
+//!     }
+//! });
+//! assert!(cache.len() <= 1_000);
+//! ```
+//!
+//! ## Semantics
+//!
+//! OpenSSL's, with a few deliberate differences (a size limit of N holds N
+//! sessions, not N-1; the key is the id alone; adding the identical object again
+//! does not reorder it; an identity-based [`SessionCache::remove_if_same`] exists).
+//! `docs/SEMANTICS.md` lists every rule.
+//!
+//! ## Consistency under concurrency
+//!
+//! Every operation is linearizable on a single id: of two racing adds of different
+//! objects with one id, one wins and the other's reference is released exactly
+//! once; of two racing removes, exactly one returns true. `len()` never exceeds the
+//! capacity, even transiently. The eviction order is exact single-threaded and
+//! approximate under concurrency. Statistics are exact once quiescent.
+//!
+//! ## Performance
+//!
+//! Lookups, replaces, no-op adds and removes take one shard *read* lock plus
+//! atomics; adding a new id or unlinking a removed one takes one shard write lock;
+//! nothing takes a global lock.
+//!
+//! ## Safety and correctness
+//!
+//! The unsafe code is confined to `src/slot.rs` (moving the cache's reference out
+//! of an unlinked node and handing the node to the epoch collector). The design and
+//! its invariants are in `docs/DESIGN.md`; loom models check the races.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod builder;
+mod cache;
+mod clock;
+mod error;
+mod expiry;
+mod map;
+mod mode;
+mod session;
+mod slot;
+mod stats;
+mod store;
+mod sync;
+
+pub use builder::{Builder, DEFAULT_CAPACITY, DEFAULT_TIMEOUT};
+pub use cache::SessionCache;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use mode::CacheMode;
+pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
+pub use stats::Stats;
+pub use store::SessionStore;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

@@ -1,0 +1,139 @@
+//! The epoch-managed slot and node: the unsafe core, kept apart from the safe API.
+//!
+//! A `Slot` is the map's value for one id. Its `node` pointer is null (dead) or
+//! points at a `Node` that owns the cache's one strong reference to a session. See
+//! `docs/DESIGN.md` for the states, transitions and ownership rules this file
+//! implements.
+
+use crate::session::Session;
+use crate::sync::{Atomic, AtomicU64, Guard, Ordering, Owned, Shared};
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, Weak};
+
+/// What a live slot points at.
+pub(crate) struct Node<P> {
+    /// The cache's one strong reference. Never read by lookups; moved out exactly
+    /// once, by the thread whose CAS took this node out of its slot (or by `Drop`
+    /// of the cache, which has exclusive access).
+    strong: ManuallyDrop<Arc<Session<P>>>,
+    /// How lookups get their own reference: `upgrade` fails once the last strong
+    /// reference is gone, so a released session is never handed out.
+    weak: Weak<Session<P>>,
+    /// Insertion order (unique per cache, never 0).
+    pub(crate) seq: u64,
+    /// `time + timeout` as this cache last computed it (the eviction order key).
+    pub(crate) expiry: AtomicU64,
+}
+
+impl<P> Node<P> {
+    pub(crate) fn new(s: &Arc<Session<P>>, seq: u64, expiry: u64) -> Owned<Self> {
+        Owned::new(Node {
+            strong: ManuallyDrop::new(Arc::clone(s)),
+            weak: Arc::downgrade(s),
+            seq,
+            expiry: AtomicU64::new(expiry),
+        })
+    }
+
+    /// The session's address: identity, as OpenSSL compares `SSL_SESSION` pointers.
+    #[inline]
+    pub(crate) fn session_ptr(&self) -> *const Session<P> {
+        self.weak.as_ptr()
+    }
+
+    /// A new strong reference for a reader, or `None` if the session was released.
+    #[inline]
+    pub(crate) fn upgrade(&self) -> Option<Arc<Session<P>>> {
+        self.weak.upgrade()
+    }
+
+    /// The current `(expiry, seq)` order key.
+    #[inline]
+    pub(crate) fn order(&self) -> (u64, u64) {
+        (self.expiry.load(Ordering::Relaxed), self.seq)
+    }
+}
+
+/// The value stored in the map for one id.
+pub(crate) struct Slot<P> {
+    pub(crate) node: Atomic<Node<P>>,
+    /// Which expiry-index partition files this slot (fixed at creation).
+    pub(crate) part: usize,
+    /// The slot's entry in its index partition: `(filed_expiry, filed_seq)`;
+    /// `filed_seq == 0` means none. Written only under that partition's mutex.
+    pub(crate) filed_expiry: AtomicU64,
+    pub(crate) filed_seq: AtomicU64,
+}
+
+impl<P> Slot<P> {
+    pub(crate) fn new(part: usize) -> Self {
+        Slot {
+            node: Atomic::null(),
+            part,
+            filed_expiry: AtomicU64::new(0),
+            filed_seq: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Takes the cache's strong reference out of a node that this thread unlinked, and
+/// schedules the node's memory for reclamation after the grace period.
+///
+/// # Safety
+/// - `node` must be non-null and must have been taken out of its slot by a
+///   successful compare-and-swap performed by the calling thread (so no other
+///   thread will call this for the same node), while `guard` was pinned;
+/// - after this call `node` must not be dereferenced except through pointers
+///   loaded under a guard pinned before the unlink (readers only touch `weak`,
+///   `seq` and `expiry`, which stay valid until reclamation).
+pub(crate) unsafe fn release_unlinked<P>(
+    node: Shared<'_, Node<P>>,
+    guard: &Guard,
+) -> Arc<Session<P>> {
+    // SAFETY: the caller guarantees `node` is non-null and was unlinked by this
+    // thread under `guard`, so it is still allocated (reclamation waits for the
+    // guard) and no other thread moves `strong` out of it: this is the one move.
+    let strong = unsafe { std::ptr::read(&*node.deref().strong) };
+    #[cfg(not(tls_session_cache_mutant = "release_before_unlink"))]
+    {
+        // SAFETY: the node is unreachable from the map (unlinked by our CAS); only
+        // threads pinned before the unlink may still hold it, and the collector
+        // waits for them. `strong` was moved out above and is `ManuallyDrop`, so
+        // destroying the node drops only its `Weak`.
+        unsafe { guard.defer_destroy(node) };
+    }
+    #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+    {
+        // MUTANT (test-only cfg): frees the node immediately, without waiting for
+        // readers. The loom models must catch this.
+        let _ = guard;
+        // SAFETY: deliberately wrong; never compiled outside mutant test builds.
+        drop(unsafe { node.into_owned() });
+    }
+    strong
+}
+
+/// Drops a node that was never published (its CAS failed and we gave up on it).
+pub(crate) fn drop_unpublished<P>(node: Owned<Node<P>>) {
+    let mut node = node.into_box();
+    // SAFETY: never published, so we own the only reference to `strong`; it is
+    // dropped exactly once here and the box (with its `ManuallyDrop`) then frees.
+    unsafe { ManuallyDrop::drop(&mut node.strong) };
+}
+
+/// Drops a slot's node during the cache's `Drop` (exclusive access).
+pub(crate) fn drop_exclusive<P>(slot: Slot<P>) -> Option<Arc<Session<P>>> {
+    // SAFETY: called only from `SessionCache::drop`, which owns the map by `&mut`:
+    // no other thread can load this pointer, so the unprotected guard is sound.
+    let guard = unsafe { crossbeam_epoch::unprotected() };
+    let node = slot.node.load(Ordering::Acquire, guard);
+    if node.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, exclusively owned (see above); converting it back into an
+    // owned box frees it when dropped.
+    let mut owned = unsafe { node.into_owned() }.into_box();
+    // SAFETY: `strong` is moved out exactly once, here; the box then drops only
+    // the `Weak` (the `ManuallyDrop` field is not dropped again).
+    Some(unsafe { ManuallyDrop::take(&mut owned.strong) })
+}

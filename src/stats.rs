@@ -1,0 +1,120 @@
+//! Statistics, kept in striped counters so they never become one contended line.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A snapshot of the cache's counters (OpenSSL's `SSL_CTX_sess_*`).
+///
+/// Each counter is exact once the cache is quiescent; a snapshot taken while other
+/// threads work may combine counts from slightly different instants. The number of
+/// sessions is [`SessionCache::len`](crate::SessionCache::len).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Stats {
+    /// Lookups that returned a session (`SSL_CTX_sess_hits`).
+    pub hits: u64,
+    /// Internal lookups that found nothing (`SSL_CTX_sess_misses`); lookups with an
+    /// invalid id length count here too.
+    pub misses: u64,
+    /// Lookups that found an expired session (`SSL_CTX_sess_timeouts`).
+    pub timeouts: u64,
+    /// Sessions evicted to make room (`SSL_CTX_sess_cache_full`).
+    pub cache_full: u64,
+    /// Lookups answered by the store's get callback (`SSL_CTX_sess_cb_hits`).
+    pub cb_hits: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hits = 0,
+    Misses = 1,
+    Timeouts = 2,
+    CacheFull = 3,
+    CbHits = 4,
+    /// Calls of `update_cache` (drives the auto-flush every 256).
+    Handshakes = 5,
+}
+
+const COUNTERS: usize = 6;
+
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTERS]);
+
+impl Stripe {
+    fn new() -> Self {
+        Stripe(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        #[cfg(not(tls_session_cache_loom))]
+        let n = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .next_power_of_two()
+            .clamp(1, 64);
+        #[cfg(tls_session_cache_loom)]
+        let n = 1;
+        Counters {
+            stripes: (0..n).map(|_| Stripe::new()).collect(),
+        }
+    }
+
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[crate::sync::thread_stripe() & (self.stripes.len() - 1)]
+    }
+
+    /// Adds one; returns this stripe's new value.
+    #[inline]
+    pub(crate) fn bump(&self, c: Counter) -> u64 {
+        self.stripe().0[c as usize].fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn sum(&self, c: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[c as usize].load(Ordering::Relaxed))
+            .fold(0u64, u64::wrapping_add)
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            hits: self.sum(Counter::Hits),
+            misses: self.sum(Counter::Misses),
+            timeouts: self.sum(Counter::Timeouts),
+            cache_full: self.sum(Counter::CacheFull),
+            cb_hits: self.sum(Counter::CbHits),
+        }
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_sum_over_threads() {
+        let c = std::sync::Arc::new(Counters::new());
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.bump(Counter::Hits);
+                    }
+                    c.bump(Counter::CbHits);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let s = c.snapshot();
+        assert_eq!(s.hits, 4000);
+        assert_eq!(s.cb_hits, 4);
+        assert_eq!(s.misses, 0);
+    }
+}
