@@ -162,8 +162,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     /// Sets the size limit (0 = unlimited) and returns the previous one
-    /// (`SSL_CTX_sess_set_cache_size`). Nothing is evicted until the next add of a
-    /// new id, which evicts until the cache fits.
+    /// (`SSL_CTX_sess_set_cache_size`). Nothing is evicted until the next add that
+    /// returns true (a new id or a replacement), which evicts until the cache fits.
     pub fn set_capacity(&self, capacity: usize) -> usize {
         self.capacity.swap(capacity, Ordering::AcqRel)
     }
@@ -244,6 +244,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                     let old = unsafe { release_unlinked(old, &guard) };
                     drop(guard);
                     drop(old);
+                    self.shrink_after_replace(&key);
                     return true;
                 }
             }
@@ -309,7 +310,23 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                 let old = unsafe { release_unlinked(old, &guard) };
                 drop(guard);
                 drop(old);
+                self.shrink_after_replace(&key);
                 true
+            }
+        }
+    }
+
+    /// A replace returns true, so (as OpenSSL) the cache must fit its limit
+    /// counting the added session: only possible to break after the limit was
+    /// lowered. Evicts, soonest expiry first, never the id just replaced.
+    fn shrink_after_replace(&self, key: &SessionId) {
+        loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            if cap == 0 || self.count.load(Ordering::Acquire) <= cap {
+                return;
+            }
+            if !self.evict_one(Some(key)) {
+                return;
             }
         }
     }
@@ -375,7 +392,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                     return;
                 }
             }
-            if !self.evict_one() {
+            if !self.evict_one(None) {
                 // Everything counted is a reservation still being linked by another
                 // thread: let it finish.
                 sync::backoff();
@@ -385,9 +402,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
 
     /// Evicts the session that expires soonest. Returns false if nothing could be
     /// evicted (the count is made of reservations in flight).
-    fn evict_one(&self) -> bool {
+    fn evict_one(&self, exclude: Option<&SessionId>) -> bool {
         let guard = self.epoch.pin();
-        let Some(v) = self.pick_min(&guard) else {
+        let Some(v) = self.pick_min(&guard, exclude) else {
             return false;
         };
         if let Some(s) = self.unlink_victim(&v, &guard) {
@@ -403,10 +420,15 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
 
     /// The live session with the smallest `(expiry, seq)` over all partitions
     /// (exact when no other thread is changing the cache).
-    fn pick_min<'g>(&self, guard: &'g Guard) -> Option<Victim<'g, P>> {
+    fn pick_min<'g>(&self, guard: &'g Guard, exclude: Option<&SessionId>) -> Option<Victim<'g, P>> {
         let mut best: Option<Victim<'g, P>> = None;
         for part in 0..self.index.parts() {
-            while let Some((order, key)) = self.index.head(part) {
+            let mut after = None;
+            while let Some((order, key)) = self.index.next(part, after) {
+                if exclude == Some(&key) {
+                    after = Some(order);
+                    continue;
+                }
                 let found = self.map.read(&key, |slot| {
                     let Some(slot) = slot else {
                         self.index.drop_entry(part, order, &key);
@@ -640,7 +662,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         let mut removed = 0;
         while budget > 0 {
             let guard = self.epoch.pin();
-            let Some(v) = self.pick_min(&guard) else {
+            let Some(v) = self.pick_min(&guard, None) else {
                 break;
             };
             if at_unix_secs != 0 && v.order.0 >= at_unix_secs {

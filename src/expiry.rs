@@ -58,11 +58,16 @@ impl Index {
         }
     }
 
-    /// The smallest entry of a partition.
-    pub(crate) fn head(&self, part: usize) -> Option<(Order, SessionId)> {
-        lock(&self.parts[part])
-            .first_key_value()
-            .map(|(o, k)| (*o, *k))
+    /// The smallest entry of a partition after `after` (from the start if `None`).
+    pub(crate) fn next(&self, part: usize, after: Option<Order>) -> Option<(Order, SessionId)> {
+        let p = lock(&self.parts[part]);
+        match after {
+            None => p.first_key_value().map(|(o, k)| (*o, *k)),
+            Some(a) => p
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                .next()
+                .map(|(o, k)| (*o, *k)),
+        }
     }
 
     /// Removes the entry `order` of `part` if it still names `key`.

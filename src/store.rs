@@ -41,3 +41,16 @@ pub trait SessionStore<P>: Send + Sync {
         let _ = session;
     }
 }
+
+/// A shared store: `builder.store(Arc::clone(&store))` keeps a handle for the caller.
+impl<P, S: SessionStore<P> + ?Sized> SessionStore<P> for Arc<S> {
+    fn new_session(&self, session: &Arc<Session<P>>) {
+        (**self).new_session(session)
+    }
+    fn get_session(&self, id: &[u8]) -> Option<Arc<Session<P>>> {
+        (**self).get_session(id)
+    }
+    fn remove_session(&self, session: &Arc<Session<P>>) {
+        (**self).remove_session(session)
+    }
+}
