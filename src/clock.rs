@@ -60,6 +60,11 @@ impl ManualClock {
         }
     }
 
+    /// The current reading (also available through [`Clock::now`]).
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
     /// Sets the time (it may go backwards).
     pub fn set(&self, unix_secs: u64) {
         self.now.store(unix_secs, Ordering::SeqCst);
@@ -85,7 +90,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> u64 {
-        self.now.load(Ordering::SeqCst)
+        ManualClock::now(self)
     }
 }
 
