@@ -697,9 +697,10 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if let Some(store) = &self.store {
             store.new_session(s);
         }
-        if !mode.contains(CacheMode::NO_AUTO_CLEAR)
-            && self.stats.bump(Counter::Handshakes) % 256 == 0
-        {
+        // Counted whatever NO_AUTO_CLEAR says (OpenSSL counts every accepted
+        // handshake and checks the mode only when deciding to flush).
+        let handshakes = self.stats.bump(Counter::Handshakes);
+        if !mode.contains(CacheMode::NO_AUTO_CLEAR) && handshakes % 256 == 0 {
             self.flush(self.clock.now());
         }
         stored

@@ -96,10 +96,15 @@ mod stats;
 mod store;
 mod sync;
 
+#[cfg(feature = "rustls")]
+pub mod integrations;
+
 pub use builder::{Builder, DEFAULT_CAPACITY, DEFAULT_TIMEOUT};
 pub use cache::SessionCache;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+#[cfg(feature = "rustls")]
+pub use integrations::rustls::RustlsStore;
 pub use mode::CacheMode;
 pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
 pub use stats::Stats;
@@ -108,3 +113,11 @@ pub use store::SessionStore;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 mod readme_doctests {}
+
+/// `docs/DESIGN.md`: slot states, reference ownership, locks and epochs.
+#[doc = include_str!("../docs/DESIGN.md")]
+pub mod design {}
+
+/// `docs/SEMANTICS.md`: every rule, and the deliberate differences from OpenSSL.
+#[doc = include_str!("../docs/SEMANTICS.md")]
+pub mod semantics {}

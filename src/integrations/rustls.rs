@@ -1,0 +1,397 @@
+//! [`RustlsStore`]: the cache as rustls's server-side session storage.
+//!
+//! rustls 0.23 asks its `ServerConfig::session_storage` for three things:
+//!
+//! - TLS 1.2 session-id resumption: `put(session_id, state)` after a full
+//!   handshake, `get(session_id)` when a client offers an id;
+//! - TLS 1.3 stateful resumption (the default when no ticketer is set): `put(ticket,
+//!   state)` for each ticket issued (`send_tls13_tickets`, 2 by default, 32-byte
+//!   random keys) and `take(ticket)` when a client offers one (single use).
+//!
+//! Keys come from untrusted clients and may have any length. The cache holds ids of
+//! 1 to 32 bytes, which covers every key rustls generates (TLS 1.2 session ids
+//! and TLS 1.3 stateful tickets are 32 random bytes); any other key is a miss for
+//! `get`/`take` and `put` returns false, never a panic.
+//!
+//! Sessions are stored under a fixed, empty session id context: rustls separates
+//! stores per `ServerConfig`, so one store serves one configuration.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rustls::server::StoresServerSessions;
+//! use tls_session_cache::RustlsStore;
+//!
+//! let store = RustlsStore::new(20_480);
+//! assert!(store.put(vec![7; 32], b"serialized session".to_vec()));
+//! assert_eq!(store.get(&[7; 32]).as_deref(), Some(&b"serialized session"[..]));
+//! assert_eq!(store.take(&[7; 32]).as_deref(), Some(&b"serialized session"[..]));
+//! assert_eq!(store.take(&[7; 32]), None); // single use
+//! assert_eq!(store.get(&[0; 64]), None);  // an over-long key is a miss
+//! assert_eq!(store.stats().hits, 2);
+//! // In a server: `config.session_storage = RustlsStore::new(20_480);`
+//! ```
+
+use crate::stats::{Counter, Counters};
+use crate::{Session, SessionCache, Stats, DEFAULT_CAPACITY};
+use std::fmt;
+use std::sync::Arc;
+use zeroize::Zeroize;
+
+/// The session id context every session of a [`RustlsStore`] is stored under.
+const SID_CTX: &[u8] = b"";
+
+/// Serialized rustls session state: the payload of a [`RustlsStore`]'s sessions.
+///
+/// The bytes hold the session's master secret (TLS 1.2) or resumption secret
+/// (TLS 1.3), so they are wiped (`zeroize`) when the last reference to the session
+/// drops, and `Debug` shows only their length.
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps serialized session bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(bytes)
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The number of bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Secret {
+    /// Overwrites the whole allocation (length and spare capacity) with zeros, then
+    /// clears the vector (keeping the allocation).
+    fn wipe(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("len", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session cache as a `rustls::server::StoresServerSessions`: a drop-in for
+/// rustls's `ServerSessionMemoryCache` without its single mutex, FIFO eviction
+/// and O(n) `take`.
+///
+/// ```
+/// # fn config() -> rustls::ServerConfig { unimplemented!() }
+/// # fn f() {
+/// use tls_session_cache::RustlsStore;
+///
+/// let mut config: rustls::ServerConfig = config();
+/// config.session_storage = RustlsStore::new(20_480);
+/// # }
+/// ```
+///
+/// - `put` stores through [`SessionCache::update_cache`] (a full handshake made a
+///   session; every 256th call also flushes expired sessions), stamped with the
+///   cache clock's time, and returns whether the cache stored it.
+/// - `get` is the handshake lookup [`SessionCache::get`]: expired sessions are not
+///   handed out (and are removed, counting `timeouts`).
+/// - `take` is [`SessionCache::take`] (atomic: of two concurrent takes of one
+///   ticket exactly one gets it); a taken session that has expired is a miss.
+///   The core's `take` counts nothing, so the store counts takes itself (hits,
+///   misses, timeouts); [`stats`](Self::stats) adds them to the cache's.
+/// - `can_cache` is true.
+pub struct RustlsStore {
+    cache: SessionCache<Secret>,
+    takes: Counters,
+}
+
+impl RustlsStore {
+    /// A store holding at most `capacity` sessions (0 = unlimited), with the
+    /// cache's other defaults (timeout 300 s, the system clock). Mirrors
+    /// `rustls::server::ServerSessionMemoryCache::new`.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Self::with_cache(SessionCache::builder().capacity(capacity).build())
+    }
+
+    /// A store over a cache configured with [`SessionCache::builder`] (capacity,
+    /// timeout, clock, mode, an external [`SessionStore`](crate::SessionStore)).
+    ///
+    /// `put` stores only if the cache's mode has `SERVER` and not
+    /// `NO_INTERNAL_STORE`.
+    pub fn with_cache(cache: SessionCache<Secret>) -> Arc<Self> {
+        Arc::new(RustlsStore {
+            cache,
+            takes: Counters::new(),
+        })
+    }
+
+    /// The cache underneath: its length, capacity and its own statistics (which do
+    /// not include `take`s: see [`stats`](Self::stats)).
+    pub fn cache(&self) -> &SessionCache<Secret> {
+        &self.cache
+    }
+
+    /// The cache's statistics plus the store's `take`s: a taken live session counts
+    /// a hit, a take that found nothing a miss, a taken expired session a timeout.
+    pub fn stats(&self) -> Stats {
+        let c = self.cache.stats();
+        let t = self.takes.snapshot();
+        Stats {
+            hits: c.hits + t.hits,
+            misses: c.misses + t.misses,
+            timeouts: c.timeouts + t.timeouts,
+            cache_full: c.cache_full,
+            cb_hits: c.cb_hits,
+        }
+    }
+}
+
+impl Default for RustlsStore {
+    fn default() -> Self {
+        RustlsStore {
+            cache: SessionCache::builder().capacity(DEFAULT_CAPACITY).build(),
+            takes: Counters::new(),
+        }
+    }
+}
+
+impl ::rustls::server::StoresServerSessions for RustlsStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let secret = Secret::new(value);
+        // Invalid lengths (0 or over 32 bytes): not stored; `secret` is wiped here.
+        let Ok(s) = Session::new(&key, SID_CTX, secret) else {
+            return false;
+        };
+        let s = Arc::new(s.with_time(self.cache.now()));
+        self.cache.update_cache(&s)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // Any length: the cache counts a miss for an invalid one.
+        let s = self.cache.get(key, SID_CTX)?;
+        Some(s.payload().as_bytes().to_vec())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let Some(s) = self.cache.take(key) else {
+            self.takes.bump(Counter::Misses);
+            return None;
+        };
+        // Checked after taking: whatever the answer, the ticket is gone.
+        if s.is_expired_at(self.cache.now(), self.cache.timeout()) {
+            self.takes.bump(Counter::Timeouts);
+            return None;
+        }
+        self.takes.bump(Counter::Hits);
+        Some(s.payload().as_bytes().to_vec())
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for RustlsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The cache's Debug shows counts and settings, never ids or payloads.
+        f.debug_struct("RustlsStore")
+            .field("cache", &self.cache)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use ::rustls::server::StoresServerSessions;
+    use std::time::Duration;
+
+    fn store_with_clock(capacity: usize, timeout: u64) -> (Arc<RustlsStore>, ManualClock) {
+        let clock = ManualClock::new(1_700_000_000);
+        let cache = SessionCache::builder()
+            .capacity(capacity)
+            .timeout(Duration::from_secs(timeout))
+            .clock(clock.clone())
+            .build();
+        (RustlsStore::with_cache(cache), clock)
+    }
+
+    #[test]
+    fn put_get_take() {
+        let store = RustlsStore::new(16);
+        assert!(store.can_cache());
+        assert!(store.put(vec![1; 32], vec![9, 8, 7]));
+        assert_eq!(store.get(&[1; 32]), Some(vec![9, 8, 7]));
+        assert_eq!(store.get(&[1; 32]), Some(vec![9, 8, 7])); // get keeps it
+        assert_eq!(store.take(&[1; 32]), Some(vec![9, 8, 7]));
+        assert_eq!(store.take(&[1; 32]), None);
+        assert_eq!(store.get(&[1; 32]), None);
+        assert!(store.cache().is_empty());
+        let st = store.stats();
+        assert_eq!((st.hits, st.misses, st.timeouts), (3, 2, 0));
+    }
+
+    #[test]
+    fn put_replaces_same_key() {
+        let store = RustlsStore::new(16);
+        assert!(store.put(b"k".to_vec(), b"one".to_vec()));
+        assert!(store.put(b"k".to_vec(), b"two".to_vec()));
+        assert_eq!(store.cache().len(), 1);
+        assert_eq!(store.take(b"k"), Some(b"two".to_vec()));
+    }
+
+    #[test]
+    fn key_lengths() {
+        let store = RustlsStore::new(16);
+        for len in [0usize, 33, 64, 1000, 70_000] {
+            let key = vec![0xab; len];
+            assert!(!store.put(key.clone(), vec![1]), "len {len}");
+            assert_eq!(store.get(&key), None, "len {len}");
+            assert_eq!(store.take(&key), None, "len {len}");
+        }
+        for len in [1usize, 16, 32] {
+            let key = vec![0xcd; len];
+            assert!(store.put(key.clone(), vec![2]), "len {len}");
+            assert_eq!(store.get(&key), Some(vec![2]), "len {len}");
+            assert_eq!(store.take(&key), Some(vec![2]), "len {len}");
+        }
+        // A 33-byte key never matches the 32-byte key it starts with.
+        assert!(store.put(vec![5; 32], vec![3]));
+        assert_eq!(store.get(&[5; 33]), None);
+        assert_eq!(store.take(&[5; 33]), None);
+        assert_eq!(store.get(&[5; 32]), Some(vec![3]));
+    }
+
+    #[test]
+    fn expired_sessions_are_not_handed_out() {
+        let (store, clock) = store_with_clock(16, 10);
+        assert!(store.put(b"a".to_vec(), vec![1]));
+        assert!(store.put(b"b".to_vec(), vec![2]));
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(store.get(b"a"), Some(vec![1])); // expiry is strict
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(store.get(b"a"), None);
+        assert_eq!(store.take(b"b"), None);
+        assert!(store.cache().is_empty(), "both removed");
+        let st = store.stats();
+        assert_eq!(st.timeouts, 2);
+        assert_eq!(st.hits, 1);
+    }
+
+    #[test]
+    fn put_uses_the_cache_clock() {
+        let (store, clock) = store_with_clock(16, 10);
+        clock.advance(Duration::from_secs(1_000_000));
+        assert!(store.put(b"late".to_vec(), vec![1]));
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(store.take(b"late"), Some(vec![1]));
+    }
+
+    #[test]
+    fn capacity_evicts() {
+        let store = RustlsStore::new(2);
+        for k in [b"1", b"2", b"3"] {
+            assert!(store.put(k.to_vec(), k.to_vec()));
+        }
+        assert_eq!(store.cache().len(), 2);
+        assert_eq!(store.stats().cache_full, 1);
+    }
+
+    #[test]
+    fn no_internal_store_mode_does_not_store() {
+        let cache = SessionCache::builder()
+            .mode(crate::CacheMode::SERVER | crate::CacheMode::NO_INTERNAL_STORE)
+            .build();
+        let store = RustlsStore::with_cache(cache);
+        assert!(!store.put(b"x".to_vec(), vec![1]));
+        assert_eq!(store.get(b"x"), None);
+    }
+
+    #[test]
+    fn concurrent_takes_hand_out_once() {
+        let store = RustlsStore::new(0);
+        let keys: Vec<Vec<u8>> = (0..2_000u32)
+            .map(|i| {
+                let mut k = vec![0u8; 32];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k
+            })
+            .collect();
+        for k in &keys {
+            assert!(store.put(k.clone(), k.clone()));
+        }
+        let got: usize = std::thread::scope(|scope| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let (store, keys) = (&store, &keys);
+                    scope.spawn(move || {
+                        keys.iter()
+                            .filter(|k| store.take(k).is_some_and(|v| &v == *k))
+                            .count()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(got, keys.len());
+        let st = store.stats();
+        assert_eq!(st.hits, keys.len() as u64);
+        assert_eq!(st.misses, 3 * keys.len() as u64);
+    }
+
+    #[test]
+    fn debug_shows_no_bytes() {
+        let store = RustlsStore::new(4);
+        assert!(store.put(vec![0x5a; 32], vec![0xc3; 48]));
+        let d = format!("{store:?}");
+        assert!(
+            !d.contains("195") && !d.to_lowercase().contains("c3c3"),
+            "{d}"
+        );
+        assert!(!d.contains("90, 90") && !d.contains("5a5a"), "{d}");
+        let s = store.cache().get(&[0x5a; 32], b"").unwrap();
+        let d = format!("{s:?} {:?}", s.payload());
+        assert!(
+            !d.contains("195") && !d.to_lowercase().contains("c3"),
+            "{d}"
+        );
+        assert!(d.contains("len: 48"), "{d}");
+    }
+
+    #[test]
+    fn secret_wipe_zeroes_the_allocation() {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(&[0x77u8; 48]);
+        let mut s = Secret::new(v);
+        assert_eq!(s.as_bytes(), &[0x77; 48][..]);
+        assert_eq!((s.len(), s.is_empty()), (48, false));
+        s.wipe(); // what Drop runs
+        assert!(s.is_empty());
+        // zeroize overwrote the allocation in place (up to its capacity) and kept it.
+        assert!(s.0.capacity() >= 48);
+    }
+
+    #[test]
+    fn default_store_works() {
+        let store = RustlsStore::default();
+        assert_eq!(store.cache().capacity(), DEFAULT_CAPACITY);
+        assert!(store.put(b"d".to_vec(), vec![1]));
+    }
+}
