@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::expiry::Index;
 use crate::map::ShardMap;
 use crate::session::{Session, SessionId};
-use crate::slot::{drop_exclusive, drop_unpublished, release_unlinked, Node, Slot};
+use crate::slot::{drop_exclusive, release_unlinked, Node, Slot, Unpublished};
 use crate::stats::{Counter, Counters};
 use crate::sync::{self, AtomicU32, AtomicU64, AtomicUsize, Epoch, Guard, Ordering, Owned, Shared};
 use crate::{CacheMode, SessionStore, Stats};
@@ -196,7 +196,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         let key = s.key();
         let expiry = s.expiry(self.timeout_secs());
         let sp = Arc::as_ptr(s);
-        let mut pending: Option<Owned<Node<P>>> = None;
+        // Released on every exit, unwinding included, unless published.
+        let mut pending = Unpublished::none();
 
         {
             let guard = self.epoch.pin();
@@ -217,9 +218,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                         }
                         return Fast::Same;
                     }
-                    let new = pending
-                        .take()
-                        .unwrap_or_else(|| Node::new(s, self.next_seq(), expiry));
+                    let new = pending.take_or(|| Node::new(s, self.next_seq(), expiry));
                     match self.swap_node(slot, cur, new, &guard) {
                         Ok(new_seq) => {
                             if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
@@ -227,18 +226,13 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                             }
                             return Fast::Replaced(cur);
                         }
-                        Err(back) => pending = Some(back),
+                        Err(back) => pending.put(back),
                     }
                 }
             });
             match fast {
                 Fast::Absent => {}
-                Fast::Same => {
-                    if let Some(n) = pending {
-                        drop_unpublished(n);
-                    }
-                    return false;
-                }
+                Fast::Same => return false,
                 Fast::Replaced(old) => {
                     // SAFETY: our CAS unlinked `old` under `guard`.
                     let old = unsafe { release_unlinked(old, &guard) };
@@ -251,15 +245,15 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         }
 
         // New id (or a dead slot): make room first, then link under the write lock.
-        let node = pending.unwrap_or_else(|| Node::new(s, self.next_seq(), expiry));
+        let node = pending.take_or(|| Node::new(s, self.next_seq(), expiry));
+        pending.put(node);
         self.reserve();
         let guard = self.epoch.pin();
         let part = self.index.part_of(self.map.hash(&key));
-        let mut node = Some(node);
         let linked = self.map.write(key, |slot| match slot {
             None => {
                 let slot = Slot::new(part);
-                let n = node.take().expect("node is taken once");
+                let n = pending.take_or(|| unreachable!("the node is taken once"));
                 let order = (expiry, n.seq);
                 slot.node.store(n, Ordering::Release);
                 self.index.file(&slot, &key, order);
@@ -270,7 +264,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                 // SAFETY: loaded under `guard` (see above).
                 match unsafe { cur.as_ref() } {
                     None => {
-                        let n = node.take().expect("node is taken once");
+                        let n = pending.take_or(|| unreachable!("the node is taken once"));
                         let order = (expiry, n.seq);
                         // Under the write lock nobody else can change the slot.
                         slot.node.store(n, Ordering::Release);
@@ -284,7 +278,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                         (None, Linked::Same)
                     }
                     Some(_) => {
-                        let n = node.take().expect("node is taken once");
+                        let n = pending.take_or(|| unreachable!("the node is taken once"));
                         let order = (expiry, n.seq);
                         let old = slot.node.swap(n, Ordering::AcqRel, &guard);
                         if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
@@ -295,9 +289,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                 }
             }
         });
-        if let Some(n) = node {
-            drop_unpublished(n);
-        }
+        drop(pending);
         match linked {
             Linked::New => true,
             Linked::Same => {

@@ -113,8 +113,37 @@ pub(crate) unsafe fn release_unlinked<P>(
     strong
 }
 
+/// A node not (yet) published in a slot. Dropping it (also while unwinding from a
+/// panicking callback) releases the reference it holds, so none can leak.
+pub(crate) struct Unpublished<P>(Option<Owned<Node<P>>>);
+
+impl<P> Unpublished<P> {
+    pub(crate) fn none() -> Self {
+        Unpublished(None)
+    }
+
+    /// The node held, or a new one from `make`.
+    pub(crate) fn take_or(&mut self, make: impl FnOnce() -> Owned<Node<P>>) -> Owned<Node<P>> {
+        self.0.take().unwrap_or_else(make)
+    }
+
+    /// Keeps `node` (a CAS gave it back) for a later attempt or for release.
+    pub(crate) fn put(&mut self, node: Owned<Node<P>>) {
+        debug_assert!(self.0.is_none());
+        self.0 = Some(node);
+    }
+}
+
+impl<P> Drop for Unpublished<P> {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            drop_unpublished(n);
+        }
+    }
+}
+
 /// Drops a node that was never published (its CAS failed and we gave up on it).
-pub(crate) fn drop_unpublished<P>(node: Owned<Node<P>>) {
+fn drop_unpublished<P>(node: Owned<Node<P>>) {
     let mut node = node.into_box();
     // SAFETY: never published, so we own the only reference to `strong`; it is
     // dropped exactly once here and the box (with its `ManuallyDrop`) then frees.
