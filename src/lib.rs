@@ -96,7 +96,7 @@ mod stats;
 mod store;
 mod sync;
 
-#[cfg(feature = "rustls")]
+#[cfg(any(feature = "rustls", feature = "openssl"))]
 pub mod integrations;
 
 pub use builder::{Builder, DEFAULT_CAPACITY, DEFAULT_TIMEOUT};
@@ -105,6 +105,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 #[cfg(feature = "rustls")]
 pub use integrations::rustls::RustlsStore;
+#[cfg(feature = "openssl")]
+pub use integrations::openssl::{install as install_openssl, NativeSession, OpensslCache};
 pub use mode::CacheMode;
 pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
 pub use stats::Stats;

@@ -1,0 +1,338 @@
+//! The cache as an `SslContext`'s session cache (rust-openssl).
+//!
+//! [`install`] replaces OpenSSL's internal session cache of a server context with a
+//! [`SessionCache`]: it sets the context's cache mode to `SERVER | NO_INTERNAL` and
+//! registers OpenSSL's three external-cache callbacks:
+//!
+//! - **new session** (`SSL_CTX_sess_set_new_cb`, after a full handshake and for each
+//!   TLS 1.3 stateful ticket): the native `SSL_SESSION` itself becomes the payload
+//!   ([`NativeSession`], no DER round-trip), stored under its id and id context with
+//!   its own time and timeout, through [`SessionCache::update_cache`];
+//! - **get** (`SSL_CTX_sess_set_get_cb`, a client offers a TLS 1.2 session id or a
+//!   TLS 1.3 stateful ticket): [`SessionCache::get`] with the connection's session id
+//!   context, so sessions of another context and expired sessions are never
+//!   returned; the statistics (`hits`, `misses`, `timeouts`) are counted there;
+//! - **remove** (`SSL_CTX_sess_set_remove_cb`: `SSL_CTX_remove_session` on the
+//!   context, a fatal alert sent or received on a connection, a session OpenSSL
+//!   finds expired): [`SessionCache::remove`] by id.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use openssl::ssl::{SslAcceptor, SslMethod, SslOptions};
+//! use tls_session_cache::SessionCache;
+//! use tls_session_cache::integrations::openssl::{install, NativeSession};
+//!
+//! let cache: Arc<SessionCache<NativeSession>> = Arc::new(SessionCache::new());
+//! let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+//! // ... certificate and key ...
+//! builder.set_options(SslOptions::NO_TICKET); // session ids / TLS 1.3 stateful tickets
+//! let handle = install(&mut builder, Arc::clone(&cache), b"my-service")?;
+//! let acceptor = builder.build();
+//! // ... accept connections with `acceptor` ...
+//! println!("hits: {}, sessions: {}", handle.stats().hits, handle.len());
+//! # Ok::<(), openssl::error::ErrorStack>(())
+//! ```
+//!
+//! # The session id context
+//!
+//! OpenSSL keeps a session id context (`sid_ctx`) per context and per connection but
+//! has no function to read either back. The adapter therefore records the value it
+//! sets: [`install`] (and [`set_session_id_context`] for further contexts, e.g. the
+//! ones an SNI callback switches to) sets it on the context and remembers it there;
+//! [`set_ssl_session_id_context`] does the same for a single connection. The get
+//! callback looks the session up with the connection's remembered value, else its
+//! current context's, else the one given to [`install`]. OpenSSL checks the
+//! returned session's `sid_ctx` against the connection's real one again, so a
+//! session is never resumed across contexts even if a context was configured
+//! behind the adapter's back (only the statistics would then be off).
+//!
+//! # Time
+//!
+//! A session keeps the time and timeout OpenSSL gave it (`SSL_SESSION_get_time`,
+//! `SSL_SESSION_get_timeout`, set from the context's `SSL_CTX_set_timeout`). The
+//! cache decides expiry with its own [`Clock`](crate::Clock); OpenSSL checks the
+//! returned session against `time(NULL)` once more. With the system clock both
+//! agree; a [`ManualClock`](crate::ManualClock) can make sessions expire early (in
+//! tests), never late.
+//!
+//! # TLS 1.3
+//!
+//! As OpenSSL's internal cache, TLS 1.3 sessions are stored only when a resumption
+//! will look them up: with `SslOptions::NO_TICKET` (stateful tickets, whose identity
+//! is the session id) or with early data and anti-replay. Stateless tickets carry
+//! the whole session and are never stored. (OpenSSL also stores them when a ticket
+//! callback, `SSL_CTX_set_session_ticket_cb`, is set; the adapter cannot see that.)
+//!
+//! # References
+//!
+//! The cache owns one reference (`SSL_SESSION` up-ref) per cached session, taken
+//! from the new-session callback (which returns 1, handing OpenSSL's reference to
+//! us) and released when the session leaves the cache. The get callback returns a
+//! new reference with `*copy = 0`, which OpenSSL takes over. Nothing leaks: the
+//! tests count `SSL_SESSION` frees.
+
+use crate::{Session, SessionCache, Stats};
+use foreign_types_shared::ForeignTypeRef;
+use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
+use openssl::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslRef, SslSession, SslSessionCacheMode, SslSessionRef,
+    SslVersion,
+};
+use openssl_sys as ffi;
+use std::ffi::{c_int, c_uint};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The payload of the adapter's sessions: OpenSSL's own `SSL_SESSION`, one
+/// reference held per cached session.
+pub type NativeSession = SslSession;
+
+/// `SSL_OP_NO_TICKET` as the `uint64_t` `SSL_get_options` returns (openssl-sys's
+/// type for it differs between OpenSSL versions).
+const SSL_OP_NO_TICKET: u64 = 1 << 14;
+/// `SSL_OP_NO_ANTI_REPLAY` (OpenSSL 1.1.1+), not exported by rust-openssl.
+const SSL_OP_NO_ANTI_REPLAY: u64 = 1 << 24;
+
+// Exported by libssl (1.1.1 and 3.x) but not bound by openssl-sys 0.9.
+extern "C" {
+    fn SSL_get_options(ssl: *const ffi::SSL) -> u64;
+    fn SSL_set_session_id_context(ssl: *mut ffi::SSL, sid_ctx: *const u8, len: c_uint) -> c_int;
+    fn SSL_SESSION_get0_id_context(s: *const ffi::SSL_SESSION, len: *mut c_uint) -> *const u8;
+}
+
+/// A session id context remembered on a context or a connection (ex_data).
+struct SidCtx(Box<[u8]>);
+
+fn ctx_index() -> Result<Index<SslContext, SidCtx>, ErrorStack> {
+    static INDEX: OnceLock<Index<SslContext, SidCtx>> = OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    // A lost race allocates one index that stays unused: harmless.
+    let i = SslContext::new_ex_index::<SidCtx>()?;
+    Ok(*INDEX.get_or_init(|| i))
+}
+
+fn ssl_index() -> Result<Index<Ssl, SidCtx>, ErrorStack> {
+    static INDEX: OnceLock<Index<Ssl, SidCtx>> = OnceLock::new();
+    if let Some(i) = INDEX.get() {
+        return Ok(*i);
+    }
+    let i = Ssl::new_ex_index::<SidCtx>()?;
+    Ok(*INDEX.get_or_init(|| i))
+}
+
+/// A handle on a cache installed into a context: the cache, its statistics and
+/// the context's session id context. Cloning it is cheap.
+#[derive(Clone)]
+pub struct OpensslCache {
+    cache: Arc<SessionCache<NativeSession>>,
+    sid_ctx: Arc<[u8]>,
+}
+
+impl OpensslCache {
+    /// The cache.
+    pub fn cache(&self) -> &Arc<SessionCache<NativeSession>> {
+        &self.cache
+    }
+
+    /// The statistics: `hits`, `misses`, `timeouts`, `cache_full` are OpenSSL's
+    /// `SSL_CTX_sess_hits`, `_misses`, `_timeouts`, `_cache_full` for this cache
+    /// (OpenSSL's own counters of the context only see its bypassed internal cache).
+    pub fn stats(&self) -> Stats {
+        self.cache.stats()
+    }
+
+    /// The number of sessions held (`SSL_CTX_sess_number`).
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// The session id context given to [`install`].
+    pub fn sid_ctx(&self) -> &[u8] {
+        &self.sid_ctx
+    }
+}
+
+impl fmt::Debug for OpensslCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpensslCache")
+            .field("cache", &self.cache)
+            .field("sid_ctx_len", &self.sid_ctx.len())
+            .finish()
+    }
+}
+
+/// Sets `sid_ctx` as the session id context of a context
+/// (`SSL_CTX_set_session_id_context`) and remembers it for the adapter's get
+/// callback. [`install`] calls it; call it yourself for every other context a
+/// connection may be switched to (`SslRef::set_ssl_context`, e.g. from an SNI
+/// callback), so lookups use the right value.
+///
+/// # Errors
+/// OpenSSL's, e.g. for a `sid_ctx` longer than 32 bytes.
+pub fn set_session_id_context(
+    builder: &mut SslContextBuilder,
+    sid_ctx: &[u8],
+) -> Result<(), ErrorStack> {
+    builder.set_session_id_context(sid_ctx)?;
+    builder.set_ex_data(ctx_index()?, SidCtx(sid_ctx.into()));
+    Ok(())
+}
+
+/// Sets the session id context of one connection (`SSL_set_session_id_context`)
+/// and remembers it for the adapter's get callback. Use it instead of setting the
+/// value directly, which the adapter could not see.
+///
+/// # Errors
+/// OpenSSL's, e.g. for a `sid_ctx` longer than 32 bytes.
+pub fn set_ssl_session_id_context(ssl: &mut SslRef, sid_ctx: &[u8]) -> Result<(), ErrorStack> {
+    let len = c_uint::try_from(sid_ctx.len()).unwrap_or(c_uint::MAX);
+    // SAFETY: `ssl` is a live `SSL` (we hold a `&mut SslRef`); OpenSSL copies at
+    // most `len` bytes from `sid_ctx`, which is valid for `sid_ctx.len()` bytes, and
+    // rejects lengths above 32 without reading.
+    let ok = unsafe { SSL_set_session_id_context(ssl.as_ptr(), sid_ctx.as_ptr(), len) };
+    if ok != 1 {
+        return Err(ErrorStack::get());
+    }
+    ssl.set_ex_data(ssl_index()?, SidCtx(sid_ctx.into()));
+    Ok(())
+}
+
+/// The session id context recorded in `s` (`SSL_SESSION_get0_id_context`).
+fn session_sid_ctx(s: &SslSessionRef) -> &[u8] {
+    let mut len: c_uint = 0;
+    // SAFETY: `s` is a live `SSL_SESSION`; the returned pointer addresses `len`
+    // bytes inside it, valid as long as `s` is borrowed (OpenSSL never changes a
+    // session's id context once it is set, and only the owner could).
+    unsafe {
+        let p = SSL_SESSION_get0_id_context(s.as_ptr(), &mut len);
+        if p.is_null() || len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(p, len as usize)
+        }
+    }
+}
+
+/// The session's creation time and timeout, in whole seconds.
+fn session_time(s: &SslSessionRef) -> (u64, u64) {
+    // SAFETY: `s` is a live `SSL_SESSION`; both getters only read it.
+    let (time, timeout) = unsafe {
+        (
+            ffi::SSL_SESSION_get_time(s.as_ptr()),
+            ffi::SSL_SESSION_get_timeout(s.as_ptr()),
+        )
+    };
+    (
+        u64::try_from(time).unwrap_or(0),
+        u64::try_from(timeout).unwrap_or(0),
+    )
+}
+
+/// Whether OpenSSL's internal cache would store `session`, made on `ssl`
+/// (`ssl_update_cache`): TLS 1.3 sessions only when a resumption looks them up.
+fn worth_storing(ssl: &SslRef, session: &SslSessionRef) -> bool {
+    if session.protocol_version() != SslVersion::TLS1_3 {
+        return true;
+    }
+    // SAFETY: `ssl` is a live `SSL`; `SSL_get_options` only reads it.
+    let options = unsafe { SSL_get_options(ssl.as_ptr()) };
+    options & SSL_OP_NO_TICKET != 0
+        || (ssl.max_early_data() > 0 && options & SSL_OP_NO_ANTI_REPLAY == 0)
+}
+
+/// The session id context to look sessions up with on `ssl`.
+fn lookup_sid_ctx<'a>(ssl: &'a SslRef, installed: &'a [u8]) -> &'a [u8] {
+    if let Ok(i) = ssl_index() {
+        if let Some(s) = ssl.ex_data(i) {
+            return &s.0;
+        }
+    }
+    if let Ok(i) = ctx_index() {
+        if let Some(s) = ssl.ssl_context().ex_data(i) {
+            return &s.0;
+        }
+    }
+    installed
+}
+
+/// Makes `cache` the session cache of the server context being built.
+///
+/// Sets the cache mode to `SERVER | NO_INTERNAL` (OpenSSL's internal cache is
+/// neither searched nor filled), sets the context's session id context to `sid_ctx`
+/// (see [`set_session_id_context`]) and registers the new, get and remove
+/// callbacks. Several contexts may share one cache; their sessions are kept apart
+/// by their `sid_ctx`.
+///
+/// Servers that resume by session id (TLS 1.2) or TLS 1.3 stateful tickets need
+/// `SslOptions::NO_TICKET`; otherwise clients resume with stateless tickets and the
+/// cache is not consulted.
+///
+/// # Errors
+/// OpenSSL's, e.g. for a `sid_ctx` longer than 32 bytes.
+pub fn install(
+    builder: &mut SslContextBuilder,
+    cache: Arc<SessionCache<NativeSession>>,
+    sid_ctx: &[u8],
+) -> Result<OpensslCache, ErrorStack> {
+    set_session_id_context(builder, sid_ctx)?;
+    // Create the indices now, so the callbacks never meet an allocation failure.
+    ssl_index()?;
+    let installed: Arc<[u8]> = sid_ctx.into();
+
+    builder.set_session_cache_mode(SslSessionCacheMode::SERVER | SslSessionCacheMode::NO_INTERNAL);
+
+    let c = Arc::clone(&cache);
+    builder.set_new_session_callback(move |ssl, session| {
+        // `session` is the reference OpenSSL handed us (the callback returns 1):
+        // the cache keeps it, or it is freed when dropped here.
+        if !worth_storing(ssl, &session) {
+            return;
+        }
+        let (time, timeout) = session_time(&session);
+        let sid = session_sid_ctx(&session).to_vec();
+        let id = session.id().to_vec();
+        let Ok(s) = Session::new(&id, &sid, session) else {
+            return; // an id of 0 or more than 32 bytes: OpenSSL never caches it either
+        };
+        let s = Arc::new(s.with_time(time).with_timeout(Duration::from_secs(timeout)));
+        c.update_cache(&s);
+    });
+
+    let c = Arc::clone(&cache);
+    let inst = Arc::clone(&installed);
+    let get = move |ssl: &mut SslRef, id: &[u8]| -> Option<SslSession> {
+        let sid = lookup_sid_ctx(ssl, &inst);
+        c.get(id, sid).map(|s| s.payload().clone())
+    };
+    // SAFETY: the callback only returns sessions that the new-session callback of a
+    // context sharing this cache stored; contexts sharing a cache are, for
+    // OpenSSL, one server whose sessions differ by `sid_ctx`, which OpenSSL checks
+    // on every returned session (`ssl_get_prev_session`). Each returned
+    // `SslSession` is a new reference (`SSL_SESSION_up_ref` by `clone`); rust-openssl
+    // passes it with `*copy = 0`, so OpenSSL takes it over and nothing leaks.
+    unsafe { builder.set_get_session_callback(get) };
+
+    let c = Arc::clone(&cache);
+    builder.set_remove_session_callback(move |_ctx, session| {
+        // OpenSSL removes by key: whatever we cache under this id goes, whichever
+        // object it is. The probe carries a new reference to `session`.
+        let sid = session_sid_ctx(session).to_vec();
+        if let Ok(probe) = Session::new(session.id(), &sid, session.to_owned()) {
+            c.remove(&Arc::new(probe));
+        }
+    });
+
+    Ok(OpensslCache {
+        cache,
+        sid_ctx: installed,
+    })
+}

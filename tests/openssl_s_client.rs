@@ -1,0 +1,117 @@
+//! The `openssl_server` example checked with the real OpenSSL command-line client.
+//!
+//! The server runs in-process (the example's own `server_context` and `serve`,
+//! included from `examples/openssl_server.rs`) on a free port of 127.0.0.1; the
+//! system `openssl s_client` connects to it. Every child process is killed after
+//! [`CLIENT_TIMEOUT`].
+#![cfg(feature = "openssl")]
+
+mod openssl_support;
+
+use openssl_support::openssl_server::{serve, server_context};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tls_session_cache::integrations::openssl::OpensslCache;
+use tls_session_cache::SessionCache;
+
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts the example's server on a free port; returns the port and its handle.
+fn start_server() -> (u16, OpensslCache) {
+    let (ctx, handle) = server_context(Arc::new(SessionCache::new())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = handle.clone();
+    std::thread::spawn(move || serve(listener, ctx, h, false));
+    (port, handle)
+}
+
+/// Runs `openssl s_client ARGS` with `input` on stdin; returns stdout + stderr.
+fn s_client(args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the system `openssl` binary must be installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin); // EOF
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        let mut e = String::new();
+        let _ = err.read_to_string(&mut e);
+        s + &e
+    });
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("openssl s_client {args:?} did not finish in {CLIENT_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reader.join().unwrap()
+}
+
+fn lines_starting(out: &str, prefix: &str) -> usize {
+    out.lines().filter(|l| l.starts_with(prefix)).count()
+}
+
+#[test]
+fn s_client_reconnect_tls12_reuses_all_five() {
+    let (port, handle) = start_server();
+    let addr = format!("127.0.0.1:{port}");
+    let out = s_client(
+        &["-connect", &addr, "-reconnect", "-tls1_2", "-no_ticket"],
+        b"",
+    );
+    assert_eq!(lines_starting(&out, "New, TLSv1.2"), 1, "{out}");
+    assert_eq!(lines_starting(&out, "Reused, TLSv1.2"), 5, "{out}");
+    let st = handle.stats();
+    assert_eq!((st.hits, st.misses), (5, 0));
+    assert_eq!(handle.len(), 1);
+}
+
+#[test]
+fn s_client_tls13_sess_out_sess_in_is_reused() {
+    let (port, handle) = start_server();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("tsc-s_client-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sess = dir.join("session.pem");
+    let sess = sess.to_str().unwrap();
+    let request = b"GET / HTTP/1.0\r\n\r\n";
+
+    let out = s_client(
+        &["-connect", &addr, "-tls1_3", "-sess_out", sess, "-ign_eof"],
+        request,
+    );
+    assert_eq!(lines_starting(&out, "New, TLSv1.3"), 1, "{out}");
+    assert!(out.contains("HTTP/1.0 200 OK"), "{out}");
+    assert!(std::fs::metadata(sess)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false));
+    assert_eq!(handle.len(), 2, "two stateful tickets stored");
+
+    let out = s_client(
+        &["-connect", &addr, "-tls1_3", "-sess_in", sess, "-ign_eof"],
+        request,
+    );
+    assert_eq!(lines_starting(&out, "Reused, TLSv1.3"), 1, "{out}");
+    assert!(out.contains("HTTP/1.0 200 OK"), "{out}");
+    assert_eq!(handle.stats().hits, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,418 @@
+//! Real rustls handshakes, in memory, resuming through `RustlsStore`.
+//!
+//! Each test drives `ClientConnection`s and `ServerConnection`s through in-memory
+//! buffers (`write_tls` → `read_tls`) with a self-signed certificate from rcgen,
+//! and checks what `handshake_kind()` reports on both sides.
+#![cfg(feature = "rustls")]
+
+use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::StoresServerSessions;
+use rustls::{
+    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
+    SupportedProtocolVersion,
+};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::Duration;
+use tls_session_cache::{CacheMode, ManualClock, RustlsStore, SessionCache};
+
+const TLS12: &SupportedProtocolVersion = &rustls::version::TLS12;
+const TLS13: &SupportedProtocolVersion = &rustls::version::TLS13;
+const VERSIONS: [&SupportedProtocolVersion; 2] = [TLS12, TLS13];
+
+struct Pki {
+    cert: CertificateDer<'static>,
+    key: Vec<u8>,
+    roots: Arc<RootCertStore>,
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = ck.cert.der().clone();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        Pki {
+            cert,
+            key: ck.signing_key.serialize_der(),
+            roots: Arc::new(roots),
+        }
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn server_config(
+    version: &'static SupportedProtocolVersion,
+    store: Arc<dyn StoresServerSessions>,
+) -> Arc<ServerConfig> {
+    let p = pki();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.key.clone()));
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![p.cert.clone()], key)
+        .unwrap();
+    cfg.session_storage = store;
+    Arc::new(cfg)
+}
+
+/// A client with its own in-memory session store (resumption on: session ids and
+/// tickets for TLS 1.2, tickets for TLS 1.3).
+fn client_config(version: &'static SupportedProtocolVersion) -> Arc<ClientConfig> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki().roots.clone())
+        .with_no_client_auth();
+    cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(64)));
+    Arc::new(cfg)
+}
+
+fn server_name() -> ServerName<'static> {
+    ServerName::try_from("localhost").unwrap()
+}
+
+/// Moves everything `from` wants to write into `to`; returns whether anything moved.
+fn client_to_server(c: &mut ClientConnection, s: &mut ServerConnection) -> bool {
+    let mut buf = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut buf).unwrap();
+    }
+    feed_server(s, &buf);
+    !buf.is_empty()
+}
+
+fn server_to_client(s: &mut ServerConnection, c: &mut ClientConnection) -> bool {
+    let mut buf = Vec::new();
+    while s.wants_write() {
+        s.write_tls(&mut buf).unwrap();
+    }
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        c.read_tls(&mut rd).unwrap();
+        c.process_new_packets().unwrap();
+    }
+    !buf.is_empty()
+}
+
+fn feed_server(s: &mut ServerConnection, buf: &[u8]) {
+    let mut rd = buf;
+    while !rd.is_empty() {
+        s.read_tls(&mut rd).unwrap();
+        s.process_new_packets().unwrap();
+    }
+}
+
+/// Runs one connection to completion (including the TLS 1.3 tickets the server
+/// sends after the handshake); returns what the client saw, after checking that
+/// the server saw the same.
+fn connect(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> HandshakeKind {
+    let mut c = ClientConnection::new(client.clone(), server_name()).unwrap();
+    let mut s = ServerConnection::new(server.clone()).unwrap();
+    loop {
+        let a = client_to_server(&mut c, &mut s);
+        let b = server_to_client(&mut s, &mut c);
+        if !a && !b {
+            break;
+        }
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    let kind = c.handshake_kind().unwrap();
+    assert_eq!(Some(kind), s.handshake_kind(), "client and server disagree");
+    kind
+}
+
+fn store_with_clock(capacity: usize) -> (Arc<RustlsStore>, ManualClock) {
+    let clock = ManualClock::new(1_700_000_000);
+    let cache = SessionCache::builder()
+        .capacity(capacity)
+        .timeout(Duration::from_secs(300))
+        .clock(clock.clone())
+        .build();
+    (RustlsStore::with_cache(cache), clock)
+}
+
+#[test]
+fn tls12_session_id_resumption() {
+    let store = RustlsStore::new(100);
+    let server = server_config(TLS12, store.clone());
+    let client = client_config(TLS12);
+    assert_eq!(connect(&client, &server), HandshakeKind::Full);
+    assert_eq!(store.cache().len(), 1, "one session id stored");
+    for _ in 0..3 {
+        assert_eq!(connect(&client, &server), HandshakeKind::Resumed);
+    }
+    // Session ids: resumption reads (`get`), it does not consume.
+    assert_eq!(store.cache().len(), 1);
+    let st = store.stats();
+    assert_eq!((st.hits, st.misses, st.timeouts), (3, 0, 0));
+}
+
+#[test]
+fn tls13_stateful_resumption() {
+    let store = RustlsStore::new(100);
+    let server = server_config(TLS13, store.clone());
+    let client = client_config(TLS13);
+    assert_eq!(connect(&client, &server), HandshakeKind::Full);
+    // `send_tls13_tickets` = 2, each stored under a 32-byte key.
+    assert_eq!(store.cache().len(), 2);
+    for i in 1..=5 {
+        assert_eq!(connect(&client, &server), HandshakeKind::Resumed);
+        // Each resumption takes one ticket and is given two more.
+        assert_eq!(store.cache().len(), 2 + i);
+    }
+    let st = store.stats();
+    assert_eq!((st.hits, st.misses, st.timeouts), (5, 0, 0));
+    // The cache's own counters do not see takes.
+    assert_eq!(store.cache().stats().hits, 0);
+}
+
+#[test]
+fn tls13_ticket_cannot_be_used_twice() {
+    let store = RustlsStore::new(100);
+    let server = server_config(TLS13, store.clone());
+    let client = client_config(TLS13);
+    assert_eq!(connect(&client, &server), HandshakeKind::Full);
+
+    // Capture a ClientHello that offers a ticket...
+    let mut c = ClientConnection::new(client.clone(), server_name()).unwrap();
+    let mut hello = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut hello).unwrap();
+    }
+    // ...the first server that sees it resumes, and the handshake completes...
+    let mut s1 = ServerConnection::new(server.clone()).unwrap();
+    feed_server(&mut s1, &hello);
+    assert_eq!(s1.handshake_kind(), Some(HandshakeKind::Resumed));
+    loop {
+        let a = server_to_client(&mut s1, &mut c);
+        let b = client_to_server(&mut c, &mut s1);
+        if !a && !b {
+            break;
+        }
+    }
+    assert_eq!(c.handshake_kind(), Some(HandshakeKind::Resumed));
+
+    // ...and a replay of the same ClientHello finds the ticket gone: full handshake.
+    let mut s2 = ServerConnection::new(server.clone()).unwrap();
+    feed_server(&mut s2, &hello);
+    assert_eq!(s2.handshake_kind(), Some(HandshakeKind::Full));
+    let st = store.stats();
+    assert_eq!((st.hits, st.misses), (1, 1));
+}
+
+#[test]
+fn tls13_concurrent_replays_resume_exactly_once() {
+    let store = RustlsStore::new(0);
+    let server = server_config(TLS13, store.clone());
+    let client = client_config(TLS13);
+    assert_eq!(connect(&client, &server), HandshakeKind::Full);
+    for round in 0..40 {
+        let mut c = ClientConnection::new(client.clone(), server_name()).unwrap();
+        let mut hello = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut hello).unwrap();
+        }
+        // Keep the client's ticket supply up: one resumption per round refills it.
+        let barrier = Barrier::new(3);
+        let resumed = std::thread::scope(|scope| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let (server, hello, barrier) = (&server, &hello, &barrier);
+                    scope.spawn(move || {
+                        let mut s = ServerConnection::new(server.clone()).unwrap();
+                        barrier.wait();
+                        feed_server(&mut s, hello);
+                        (s.handshake_kind() == Some(HandshakeKind::Resumed)).then_some(s)
+                    })
+                })
+                .collect();
+            let mut winners: Vec<ServerConnection> =
+                hs.into_iter().filter_map(|h| h.join().unwrap()).collect();
+            assert_eq!(winners.len(), 1, "round {round}: exactly one resumes");
+            winners.pop().unwrap()
+        });
+        // Finish the winner's handshake so the client receives fresh tickets.
+        let mut s = resumed;
+        loop {
+            let a = server_to_client(&mut s, &mut c);
+            let b = client_to_server(&mut c, &mut s);
+            if !a && !b {
+                break;
+            }
+        }
+        assert_eq!(c.handshake_kind(), Some(HandshakeKind::Resumed));
+    }
+    assert_eq!(store.stats().hits, 40);
+    assert_eq!(store.stats().misses, 80);
+}
+
+#[test]
+fn expired_session_forces_full_handshake() {
+    for version in VERSIONS {
+        let (store, clock) = store_with_clock(100);
+        let server = server_config(version, store.clone());
+        let client = client_config(version);
+        assert_eq!(connect(&client, &server), HandshakeKind::Full);
+        clock.advance(Duration::from_secs(300)); // expiry is strict: still valid
+        assert_eq!(
+            connect(&client, &server),
+            HandshakeKind::Resumed,
+            "{version:?}"
+        );
+        clock.advance(Duration::from_secs(301));
+        assert_eq!(
+            connect(&client, &server),
+            HandshakeKind::Full,
+            "{version:?}"
+        );
+        assert!(store.stats().timeouts >= 1, "{version:?}");
+        // The new full handshake stored fresh sessions, valid at the new time.
+        assert_eq!(
+            connect(&client, &server),
+            HandshakeKind::Resumed,
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn separate_stores_never_cross_resume() {
+    for version in VERSIONS {
+        let (store_a, store_b) = (RustlsStore::new(100), RustlsStore::new(100));
+        let a = server_config(version, store_a.clone());
+        let b = server_config(version, store_b.clone());
+        // Same certificate, same server name: the client offers A's session to B.
+        let client = client_config(version);
+        assert_eq!(connect(&client, &a), HandshakeKind::Full);
+        assert_eq!(connect(&client, &a), HandshakeKind::Resumed, "{version:?}");
+        for _ in 0..3 {
+            // The client's newest session always belongs to the other server.
+            assert_eq!(connect(&client, &b), HandshakeKind::Full, "{version:?}");
+            assert_eq!(connect(&client, &a), HandshakeKind::Full, "{version:?}");
+        }
+        assert_eq!(connect(&client, &a), HandshakeKind::Resumed, "{version:?}");
+        assert_eq!(store_b.stats().hits, 0, "{version:?}");
+        assert_eq!(store_a.stats().hits, 2, "{version:?}");
+        assert_eq!(store_a.stats().misses + store_b.stats().misses, 6);
+    }
+}
+
+#[test]
+fn eviction_at_capacity_is_visible_through_handshakes() {
+    // TLS 1.2: one session per full handshake; capacity 2 keeps the last two.
+    let (store, _clock) = store_with_clock(2);
+    let server = server_config(TLS12, store.clone());
+    let clients: Vec<_> = (0..3).map(|_| client_config(TLS12)).collect();
+    for c in &clients {
+        assert_eq!(connect(c, &server), HandshakeKind::Full);
+    }
+    assert_eq!(store.cache().len(), 2);
+    assert_eq!(store.stats().cache_full, 1);
+    assert_eq!(connect(&clients[2], &server), HandshakeKind::Resumed);
+    assert_eq!(connect(&clients[1], &server), HandshakeKind::Resumed);
+    assert_eq!(
+        connect(&clients[0], &server),
+        HandshakeKind::Full,
+        "evicted"
+    );
+
+    // TLS 1.3: two tickets per full handshake; capacity 2 holds one client's.
+    let (store, _clock) = store_with_clock(2);
+    let server = server_config(TLS13, store.clone());
+    let clients: Vec<_> = (0..2).map(|_| client_config(TLS13)).collect();
+    for c in &clients {
+        assert_eq!(connect(c, &server), HandshakeKind::Full);
+    }
+    assert_eq!(store.stats().cache_full, 2);
+    assert_eq!(
+        connect(&clients[0], &server),
+        HandshakeKind::Full,
+        "evicted"
+    );
+    // clients[0]'s new tickets evicted clients[1]'s.
+    assert_eq!(
+        connect(&clients[1], &server),
+        HandshakeKind::Full,
+        "evicted"
+    );
+    assert_eq!(connect(&clients[1], &server), HandshakeKind::Resumed);
+}
+
+#[test]
+fn no_internal_store_issues_nothing_to_resume() {
+    for version in VERSIONS {
+        let cache = SessionCache::builder()
+            .mode(CacheMode::SERVER | CacheMode::NO_INTERNAL_STORE)
+            .build();
+        let store = RustlsStore::with_cache(cache);
+        let server = server_config(version, store.clone());
+        let client = client_config(version);
+        assert_eq!(connect(&client, &server), HandshakeKind::Full);
+        assert_eq!(
+            connect(&client, &server),
+            HandshakeKind::Full,
+            "{version:?}"
+        );
+        assert!(store.cache().is_empty());
+    }
+}
+
+#[test]
+fn many_client_threads_at_once() {
+    const THREADS: usize = 8;
+    const RESUMPTIONS: usize = 15;
+    for version in VERSIONS {
+        let store = RustlsStore::new(20_480);
+        let server = server_config(version, store.clone());
+        let barrier = Barrier::new(THREADS);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                let (server, barrier) = (&server, &barrier);
+                scope.spawn(move || {
+                    let client = client_config(version);
+                    barrier.wait();
+                    assert_eq!(connect(&client, server), HandshakeKind::Full);
+                    for _ in 0..RESUMPTIONS {
+                        assert_eq!(connect(&client, server), HandshakeKind::Resumed);
+                    }
+                });
+            }
+        });
+        let st = store.stats();
+        assert_eq!(st.hits, (THREADS * RESUMPTIONS) as u64, "{version:?}");
+        assert_eq!((st.misses, st.timeouts, st.cache_full), (0, 0, 0));
+        let expect_len = if version == TLS12 {
+            THREADS
+        } else {
+            THREADS * (2 + RESUMPTIONS)
+        };
+        assert_eq!(store.cache().len(), expect_len, "{version:?}");
+    }
+}
+
+#[test]
+fn store_is_a_drop_in_for_server_config() {
+    let p = pki();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.key.clone()));
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![p.cert.clone()], key)
+        .unwrap();
+    config.session_storage = RustlsStore::new(20_480);
+    let server = Arc::new(config);
+    let client = client_config(TLS13);
+    assert_eq!(connect(&client, &server), HandshakeKind::Full);
+    assert_eq!(connect(&client, &server), HandshakeKind::Resumed);
+    // Debug of the whole config (which includes the store) shows no secrets.
+    let d = format!("{:?}", server.session_storage);
+    assert!(d.contains("RustlsStore"), "{d}");
+}
