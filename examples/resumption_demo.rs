@@ -17,6 +17,18 @@
 //!
 //! Exits with status 1 if no handshake resumed through this crate's store, 2 if a
 //! connection failed.
+//!
+//! With `--redis URL` (and `--features redis`) it runs two servers on two ports
+//! instead, sharing sessions through Redis (`RedisRustlsStore`), each client
+//! alternating between them, then the same with local caches only, and prints the
+//! resumption rate across servers and the tier-2 lookup latency:
+//!
+//! ```sh
+//! scripts/redis.sh start 6390 /tmp/demo-redis
+//! cargo run --release --example resumption_demo --features redis -- \
+//!     --redis redis://127.0.0.1:6390/ --tls 1.2
+//! scripts/redis.sh stop /tmp/demo-redis
+//! ```
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,6 +64,19 @@ struct Args {
     /// TLS version: 1.2 (session ids) or 1.3 (stateful tickets).
     #[arg(long, value_enum, default_value_t = Tls::V13)]
     tls: Tls,
+    /// Redis URL (needs `--features redis`): instead of the comparison above, run
+    /// two servers sharing sessions through this Redis, clients alternating between
+    /// them, against two servers with local caches only.
+    #[arg(long, value_parser = leak_str)]
+    redis: Option<&'static str>,
+    /// Per-call Redis timeout in milliseconds (with `--redis`).
+    #[arg(long, default_value_t = 5)]
+    redis_timeout_ms: u64,
+}
+
+/// Keeps `Args` `Copy`: the one URL lives for the whole run.
+fn leak_str(s: &str) -> Result<&'static str, String> {
+    Ok(Box::leak(s.to_owned().into_boxed_str()))
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -125,6 +150,17 @@ fn main() -> ExitCode {
         cert: ck.cert.der().clone(),
         key: ck.signing_key.serialize_der(),
     };
+
+    // `--redis URL`: the two-server mode (at the end of this file).
+    if let Some(url) = args.redis {
+        #[cfg(feature = "redis")]
+        return redis_mode::main(&args, &pki, url);
+        #[cfg(not(feature = "redis"))]
+        {
+            eprintln!("--redis {url}: rebuild with `--features redis`");
+            return ExitCode::from(2);
+        }
+    }
 
     println!(
         "resumption_demo: {} client threads x (1 full handshake + {} resumptions), {}, capacity {}, server on 127.0.0.1",
@@ -441,4 +477,246 @@ fn print_table(reports: &[&Report]) {
          (connections after each thread's first); ms: mean client-side time per connection \
          (TCP connect to pong); hits/misses/timeouts include TLS 1.3 takes; evictions = cache_full."
     );
+}
+
+// ---------------------------------------------------------------------------
+// `--redis URL`: two servers sharing sessions through Redis.
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod redis_mode {
+    use super::*;
+    use tls_session_cache::integrations::redis::Lookup;
+    use tls_session_cache::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore, Session};
+
+    struct PairReport {
+        label: &'static str,
+        attempts: u64,
+        resumed: u64,
+        errors: u64,
+        elapsed: Duration,
+        resumed_latency: Duration,
+        tier2: Option<RedisStats>,
+    }
+
+    pub(super) fn main(args: &Args, pki: &Pki, url: &str) -> ExitCode {
+        println!(
+            "resumption_demo --redis: two servers, {} client threads x {} connections alternating \
+             between them, {}, Redis timeout {} ms",
+            args.threads,
+            1 + args.handshakes,
+            args.tls.name(),
+            args.redis_timeout_ms
+        );
+        let timeout = Duration::from_millis(args.redis_timeout_ms);
+        let redis = || {
+            RedisStore::new(
+                RedisConfig::new(url)
+                    .timeout(timeout)
+                    .connect_timeout(timeout.max(Duration::from_millis(50)))
+                    .key_prefix("resumption-demo:"),
+            )
+            .expect("Redis URL")
+        };
+        let (ra, rb) = (redis(), redis());
+        let (a, b) = (
+            RedisRustlsStore::new(args.capacity, ra.clone()),
+            RedisRustlsStore::new(args.capacity, rb.clone()),
+        );
+        let shared = run_pair(args, pki, "shared through Redis", [a.clone(), b.clone()]);
+        let shared = PairReport {
+            tier2: Some(sum(ra.stats(), rb.stats())),
+            ..shared
+        };
+        let local = run_pair(
+            args,
+            pki,
+            "local caches only",
+            [
+                RustlsStore::new(args.capacity),
+                RustlsStore::new(args.capacity),
+            ],
+        );
+
+        println!();
+        println!(
+            "{:<22} {:>9} {:>8} {:>11} {:>12} {:>11} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "two servers",
+            "attempts",
+            "resumed",
+            "resumption",
+            "resumed hs/s",
+            "resumed ms",
+            "t2 hits",
+            "t2 miss",
+            "t2 err",
+            "t2 t/o",
+            "t2 skip"
+        );
+        for r in [&shared, &local] {
+            let cell = |f: fn(&RedisStats) -> u64| {
+                r.tier2.as_ref().map_or("-".into(), |s| f(s).to_string())
+            };
+            println!(
+                "{:<22} {:>9} {:>8} {:>10.1}% {:>12.0} {:>11.2} {:>7} {:>7} {:>7} {:>8} {:>8}",
+                r.label,
+                r.attempts,
+                r.resumed,
+                100.0 * r.resumed as f64 / (r.attempts.max(1)) as f64,
+                r.resumed as f64 / r.elapsed.as_secs_f64().max(1e-9),
+                r.resumed_latency.as_secs_f64() * 1e3,
+                cell(|s| s.hits),
+                cell(|s| s.misses),
+                cell(|s| s.errors),
+                cell(|s| s.timeouts),
+                cell(|s| s.skipped),
+            );
+        }
+        println!(
+            "\nattempts: connections after each thread's first, every one to the other server \
+             than the last; t2: the Redis tier's counters (both servers)."
+        );
+
+        lookup_latency(&ra, &a);
+
+        if shared.errors + local.errors > 0 {
+            eprintln!("error: {} connections failed", shared.errors + local.errors);
+            return ExitCode::from(2);
+        }
+        if args.handshakes > 0 && shared.resumed == 0 {
+            eprintln!("error: no handshake resumed across servers (is Redis up at {url}?)");
+            return ExitCode::from(1);
+        }
+        ExitCode::SUCCESS
+    }
+
+    fn sum(a: RedisStats, b: RedisStats) -> RedisStats {
+        RedisStats {
+            hits: a.hits + b.hits,
+            misses: a.misses + b.misses,
+            rejected: a.rejected + b.rejected,
+            writes: a.writes + b.writes,
+            deletes: a.deletes + b.deletes,
+            errors: a.errors + b.errors,
+            timeouts: a.timeouts + b.timeouts,
+            skipped: a.skipped + b.skipped,
+            breaker_trips: a.breaker_trips + b.breaker_trips,
+            connects: a.connects + b.connects,
+        }
+    }
+
+    fn run_pair(
+        args: &Args,
+        pki: &Pki,
+        label: &'static str,
+        stores: [Arc<dyn StoresServerSessions>; 2],
+    ) -> PairReport {
+        let version = args.tls.version();
+        let mut addrs = Vec::new();
+        let mut servers = Vec::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        for store in stores {
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
+            let mut cfg = ServerConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[version])
+                .expect("protocol version")
+                .with_no_client_auth()
+                .with_single_cert(vec![pki.cert.clone()], key)
+                .expect("server certificate");
+            cfg.session_storage = store;
+            let cfg = Arc::new(cfg);
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+            addrs.push(listener.local_addr().expect("local address"));
+            let (stop, errors) = (stop.clone(), errors.clone());
+            servers.push(thread::spawn(move || serve(listener, cfg, &stop, &errors)));
+        }
+        let mut roots = RootCertStore::empty();
+        roots.add(pki.cert.clone()).expect("root certificate");
+        let roots = Arc::new(roots);
+        let tally = Arc::new(Tally::default());
+        let t0 = Instant::now();
+        let clients: Vec<_> = (0..args.threads)
+            .map(|t| {
+                let mut cfg = ClientConfig::builder_with_provider(provider())
+                    .with_protocol_versions(&[version])
+                    .expect("protocol version")
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth();
+                cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(64)));
+                let (cfg, tally, addrs) = (Arc::new(cfg), tally.clone(), addrs.clone());
+                let n = 1 + args.handshakes;
+                thread::spawn(move || {
+                    for i in 0..n {
+                        client_connection(&cfg, addrs[(t + i) % 2], &tally);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client thread");
+        }
+        let elapsed = t0.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        for addr in &addrs {
+            let _ = TcpStream::connect(addr);
+        }
+        for s in servers {
+            s.join().expect("server thread");
+        }
+        let resumed = tally.resumed.load(Ordering::Relaxed);
+        PairReport {
+            label,
+            attempts: (args.threads * args.handshakes) as u64,
+            resumed,
+            errors: tally.errors.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed),
+            elapsed,
+            resumed_latency: Duration::from_nanos(
+                tally.resumed_ns.load(Ordering::Relaxed) / resumed.max(1),
+            ),
+            tier2: None,
+        }
+    }
+
+    /// p50/p99 of single lookups: a local hit, a Redis hit, a Redis miss.
+    fn lookup_latency(redis: &Arc<RedisStore>, store: &RedisRustlsStore) {
+        const N: usize = 2000;
+        let secret = tls_session_cache::integrations::rustls::Secret::new(vec![0x5a; 100]);
+        let s = Arc::new(Session::new(&[0xee; 32], b"", secret).expect("session"));
+        redis.store(&s);
+        store.local().cache().add(&s);
+        let measure = |f: &dyn Fn() -> bool| {
+            let mut v: Vec<Duration> = (0..N)
+                .map(|_| {
+                    let t = Instant::now();
+                    assert!(f());
+                    t.elapsed()
+                })
+                .collect();
+            v.sort();
+            (v[N / 2], v[N * 99 / 100])
+        };
+        let rows: [(&str, (Duration, Duration)); 3] = [
+            (
+                "local tier hit",
+                measure(&|| store.local().cache().get(&[0xee; 32], b"").is_some()),
+            ),
+            (
+                "Redis GET hit",
+                measure(&|| matches!(redis.fetch(&[0xee; 32]), Lookup::Found(_))),
+            ),
+            (
+                "Redis GET miss",
+                measure(&|| matches!(redis.fetch(&[0xef; 32]), Lookup::Absent)),
+            ),
+        ];
+        println!("\nlookup latency ({N} sequential lookups each, 100-byte payload):");
+        for (name, (p50, p99)) in rows {
+            println!(
+                "  {name:<16} p50 {:>8.1} us   p99 {:>8.1} us",
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            );
+        }
+    }
 }

@@ -96,7 +96,7 @@ mod stats;
 mod store;
 mod sync;
 
-#[cfg(any(feature = "rustls", feature = "openssl"))]
+#[cfg(any(feature = "rustls", feature = "openssl", feature = "redis"))]
 pub mod integrations;
 
 pub use builder::{Builder, DEFAULT_CAPACITY, DEFAULT_TIMEOUT};
@@ -107,6 +107,8 @@ pub use error::Error;
 pub use integrations::rustls::RustlsStore;
 #[cfg(feature = "openssl")]
 pub use integrations::openssl::{install as install_openssl, NativeSession, OpensslCache};
+#[cfg(feature = "redis")]
+pub use integrations::redis::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore};
 pub use mode::CacheMode;
 pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
 pub use stats::Stats;

@@ -1,0 +1,94 @@
+//! The Redis second tier on a local 3-node Redis Cluster (3 primaries, created with
+//! `redis-cli --cluster create`), each node a throwaway `redis-server`.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+
+use redis_support::tls::{client_config, connect, server_config, TLS12, TLS13};
+use redis_support::RedisCluster;
+use rustls::server::StoresServerSessions;
+use rustls::HandshakeKind;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+use tls_session_cache::integrations::redis::Lookup;
+use tls_session_cache::{RedisConfig, RedisRustlsStore, RedisStore};
+
+fn store(cluster: &RedisCluster) -> Arc<RedisStore> {
+    RedisStore::new(
+        RedisConfig::cluster(cluster.urls())
+            .timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300))
+            .key_prefix("cluster-test:")
+            .encryption_key([5; 32]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn sessions_are_shared_through_a_cluster() {
+    let cluster = RedisCluster::start();
+
+    // Real handshakes, both versions: made on A, resumed on B.
+    for version in [TLS12, TLS13] {
+        let a = RedisRustlsStore::new(100, store(&cluster));
+        let b = RedisRustlsStore::new(100, store(&cluster));
+        let (sa, sb) = (
+            server_config(version, a.clone()),
+            server_config(version, b.clone()),
+        );
+        for _ in 0..5 {
+            let client = client_config(version);
+            assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+            assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
+        }
+        let (ra, rb) = (a.redis().stats(), b.redis().stats());
+        assert_eq!(
+            ra.errors + ra.timeouts + rb.errors + rb.timeouts,
+            0,
+            "{ra:?} {rb:?}"
+        );
+    }
+
+    // Many sessions: spread over the nodes, each visible from the other store, and
+    // a raced take of each is won exactly once.
+    let a = RedisRustlsStore::new(0, store(&cluster));
+    let b = RedisRustlsStore::new(0, store(&cluster));
+    let keys: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| {
+            let mut k = vec![0x22; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k
+        })
+        .collect();
+    let before = cluster.key_counts();
+    for k in &keys {
+        assert!(a.put(k.clone(), k.clone()));
+    }
+    let counts = cluster.key_counts();
+    assert!(
+        counts.iter().zip(&before).all(|(n, b)| n > b),
+        "keys on every node: {counts:?}"
+    );
+    for k in keys.iter().step_by(10) {
+        assert!(matches!(b.redis().fetch(k), Lookup::Found(_)));
+    }
+    let barrier = Barrier::new(2);
+    let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        [&a, &b]
+            .map(|st| {
+                let (keys, barrier) = (&keys, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    keys.iter()
+                        .map(|k| st.take(k).is_some_and(|v| &v == k))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .to_vec()
+    });
+    for (i, (wa, wb)) in wins[0].iter().zip(&wins[1]).enumerate() {
+        assert!(wa ^ wb, "ticket {i}: {wa} {wb}");
+    }
+    assert_eq!(cluster.key_counts(), before);
+}

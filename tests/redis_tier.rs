@@ -1,0 +1,452 @@
+//! The Redis second tier against a real `redis-server` (each test starts its own
+//! on a free 127.0.0.1 port and kills it by pid when done).
+#![cfg(feature = "redis")]
+
+mod redis_support;
+
+use redis_support::tls::{
+    client_config, client_hello, connect, server_config, server_sees, TLS12, TLS13,
+};
+use redis_support::RedisServer;
+use rustls::server::StoresServerSessions;
+use rustls::HandshakeKind;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use tls_session_cache::integrations::redis::Lookup;
+use tls_session_cache::integrations::rustls::Secret;
+use tls_session_cache::{
+    Clock, ManualClock, RedisConfig, RedisRustlsStore, RedisStore, Session, SessionCache,
+    SystemClock,
+};
+
+/// Generous timeouts: the test machine is shared and busy.
+fn config(url: &str) -> RedisConfig {
+    RedisConfig::new(url)
+        .timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .key_prefix("test:")
+}
+
+fn store(cfg: RedisConfig) -> Arc<RedisStore> {
+    RedisStore::new(cfg).unwrap()
+}
+
+fn session(id: &[u8], payload: &[u8], timeout: u64) -> Arc<Session<Secret>> {
+    Arc::new(
+        Session::new(id, b"", Secret::new(payload.to_vec()))
+            .unwrap()
+            .with_time(SystemClock.now())
+            .with_timeout(Duration::from_secs(timeout)),
+    )
+}
+
+fn raw_get(server: &RedisServer, key: &[u8]) -> Option<Vec<u8>> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+fn ttl(server: &RedisServer, key: &[u8]) -> i64 {
+    redis::cmd("TTL")
+        .arg(key)
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+#[test]
+fn sessions_resume_across_two_servers_tls12_and_tls13() {
+    let redis = RedisServer::start();
+    for version in [TLS12, TLS13] {
+        let a = RedisRustlsStore::new(100, store(config(&redis.url())));
+        let b = RedisRustlsStore::new(100, store(config(&redis.url())));
+        let (sa, sb) = (
+            server_config(version, a.clone()),
+            server_config(version, b.clone()),
+        );
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full, "{version:?}");
+        assert!(a.redis().stats().writes >= 1);
+        assert!(b.local().cache().is_empty());
+        // The client's next connection lands on B: resumed through Redis.
+        for i in 0..4 {
+            let server = if i % 2 == 0 { &sb } else { &sa };
+            assert_eq!(
+                connect(&client, server),
+                HandshakeKind::Resumed,
+                "{version:?} #{i}"
+            );
+        }
+        let (ra, rb) = (a.redis().stats(), b.redis().stats());
+        assert_eq!(ra.errors + ra.timeouts + rb.errors + rb.timeouts, 0);
+        assert!(rb.hits >= 1, "{rb:?}");
+        if version == TLS12 {
+            // Session ids: found in Redis by the cache's get callback.
+            assert_eq!(b.stats().cb_hits, 1);
+            assert_eq!(b.local().cache().len(), 1, "added to B's local tier");
+        } else {
+            // Tickets: each resumption took one from Redis (GETDEL).
+            assert_eq!(rb.hits + ra.hits, 4);
+            assert_eq!(a.stats().hits + b.stats().hits, 4);
+        }
+        redis.cli(&["FLUSHALL"]);
+    }
+}
+
+#[test]
+fn ttl_follows_the_remaining_lifetime() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()));
+    let now = SystemClock.now();
+
+    let fresh = session(b"fresh", b"p", 100);
+    assert!(st.store(&fresh));
+    let t = ttl(&redis, &st.key(b"fresh"));
+    assert!((98..=100).contains(&t), "ttl {t}");
+
+    // Made 90 s ago with a 100 s lifetime: about 10 s left.
+    let old = Arc::new(
+        Session::new(b"old", b"", Secret::new(b"p".to_vec()))
+            .unwrap()
+            .with_time(now - 90)
+            .with_timeout(Duration::from_secs(100)),
+    );
+    assert!(st.store(&old));
+    let t = ttl(&redis, &st.key(b"old"));
+    assert!((8..=10).contains(&t), "ttl {t}");
+
+    // Without its own timeout: the configured session timeout.
+    let st60 = store(config(&redis.url()).session_timeout(Duration::from_secs(60)));
+    let plain = Arc::new(Session::new(b"plain", b"", Secret::new(b"p".to_vec())).unwrap());
+    assert!(st60.store(&plain));
+    let t = ttl(&redis, &st60.key(b"plain"));
+    assert!((58..=60).contains(&t), "ttl {t}");
+
+    // Already expired: not written.
+    let dead = Arc::new(
+        Session::new(b"dead", b"", Secret::new(b"p".to_vec()))
+            .unwrap()
+            .with_time(now - 200)
+            .with_timeout(Duration::from_secs(100)),
+    );
+    assert!(!st.store(&dead));
+    assert_eq!(raw_get(&redis, &st.key(b"dead")), None);
+
+    // A reader whose clock is past the expiry refuses the value (a miss).
+    let clock = ManualClock::new(now + 101);
+    let late = store(config(&redis.url()).clock(clock.clone()));
+    assert!(matches!(late.fetch(b"fresh"), Lookup::Absent));
+    assert_eq!(late.stats().rejected, 1);
+    clock.set(now + 50);
+    assert!(matches!(late.fetch(b"fresh"), Lookup::Found(_)));
+
+    // A one-second session is gone from Redis by itself.
+    let short = session(b"short", b"p", 1);
+    assert!(st.store(&short));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(raw_get(&redis, &st.key(b"short")), None);
+    assert!(matches!(st.fetch(b"short"), Lookup::Absent));
+}
+
+#[test]
+fn removal_on_a_is_seen_by_b() {
+    let redis = RedisServer::start();
+    let mk = || -> (SessionCache<Secret>, Arc<RedisStore>) {
+        let st = store(config(&redis.url()));
+        let cache = SessionCache::builder()
+            .capacity(100)
+            .store(Arc::clone(&st))
+            .build();
+        (cache, st)
+    };
+    let (a, _) = mk();
+    let (b, b_redis) = mk();
+    let s1 = session(b"one", b"payload 1", 300);
+    let s2 = session(b"two", b"payload 2", 300);
+    a.update_cache(&s1);
+    a.update_cache(&s2);
+    // B sees A's session (get callback: cb_hits, added locally).
+    let got = b.get(b"one", b"").expect("B finds A's session");
+    assert_eq!(got.payload().as_bytes(), b"payload 1");
+    assert_eq!(b.stats().cb_hits, 1);
+    assert_eq!(b.len(), 1);
+    // A removes the other: B never gets it.
+    assert!(a.remove(&s2));
+    assert_eq!(raw_get(&redis, &b_redis.key(b"two")), None);
+    assert!(b.get(b"two", b"").is_none());
+    assert_eq!(b.stats().cb_hits, 1);
+    assert_eq!(b_redis.stats().misses, 1);
+
+    // Another sid_ctx: B's store is told to only accept its own.
+    let strict = store(config(&redis.url()).sid_ctx(b"svc-b"));
+    assert!(matches!(strict.fetch(b"one"), Lookup::Absent));
+    assert_eq!(strict.stats().rejected, 1);
+    // ...and the cache itself checks the caller's sid_ctx too.
+    let (c, _) = mk();
+    assert!(c.get(b"one", b"another ctx").is_none());
+}
+
+#[test]
+fn a_raced_ticket_is_taken_exactly_once() {
+    let redis = RedisServer::start();
+    let a = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let b = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let keys: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| {
+            let mut k = vec![0x11; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            k
+        })
+        .collect();
+    for k in &keys {
+        // Half the tickets were issued by A, half by B.
+        let issuer = if k[0] % 2 == 0 { &a } else { &b };
+        assert!(issuer.put(k.clone(), k.clone()));
+    }
+    let barrier = Barrier::new(4);
+    let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        let hs: Vec<_> = [&a, &b, &a, &b]
+            .into_iter()
+            .map(|st| {
+                let (keys, barrier) = (&keys, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    keys.iter()
+                        .map(|k| st.take(k).is_some_and(|v| &v == k))
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, _) in keys.iter().enumerate() {
+        let n = wins.iter().filter(|w| w[i]).count();
+        assert_eq!(n, 1, "ticket {i} taken {n} times");
+    }
+    let total = a.redis().stats().hits + b.redis().stats().hits;
+    assert_eq!(total, keys.len() as u64);
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0");
+    assert!(a.local().cache().is_empty() && b.local().cache().is_empty());
+
+    // With real handshakes: one ClientHello offering a ticket issued by A, sent to
+    // A and B at once: exactly one resumes.
+    let (sa, sb) = (
+        server_config(TLS13, a.clone()),
+        server_config(TLS13, b.clone()),
+    );
+    let client = client_config(TLS13);
+    for _ in 0..10 {
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        let (_c, hello) = client_hello(&client);
+        let barrier = Barrier::new(2);
+        let kinds: Vec<_> = std::thread::scope(|scope| {
+            [&sa, &sb]
+                .map(|s| {
+                    let (hello, barrier) = (&hello, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        server_sees(s, hello)
+                    })
+                })
+                .map(|h| h.join().unwrap())
+                .to_vec()
+        });
+        let resumed = kinds
+            .iter()
+            .filter(|k| **k == Some(HandshakeKind::Resumed))
+            .count();
+        assert_eq!(resumed, 1, "{kinds:?}");
+        redis.cli(&["FLUSHALL"]);
+    }
+}
+
+#[test]
+fn redis_killed_mid_run_then_back() {
+    let mut redis = RedisServer::start();
+    let cfg = || {
+        config(&redis.url())
+            .timeout(Duration::from_millis(100))
+            .breaker(2, Duration::from_millis(100), Duration::from_millis(400))
+    };
+    let a = RedisRustlsStore::new(1000, store(cfg()));
+    let b = RedisRustlsStore::new(1000, store(cfg()));
+    for version in [TLS12, TLS13] {
+        let (sa, sb) = (
+            server_config(version, a.clone()),
+            server_config(version, b.clone()),
+        );
+        let pair = || {
+            let client = client_config(version);
+            let first = connect(&client, &sa);
+            (first, connect(&client, &sb), client)
+        };
+        // Sharing works.
+        let (f, s, _) = pair();
+        assert_eq!((f, s), (HandshakeKind::Full, HandshakeKind::Resumed));
+
+        redis.kill();
+        let before = (a.redis().stats(), b.redis().stats());
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            // Every handshake completes: the second one full (nothing shared)...
+            let (f, s, client) = pair();
+            assert_eq!((f, s), (HandshakeKind::Full, HandshakeKind::Full));
+            // ...while the local tier keeps resuming on the server that made it.
+            let again = connect(&client, &sb);
+            assert_eq!(again, HandshakeKind::Resumed);
+        }
+        let down = t0.elapsed();
+        let after = (a.redis().stats(), b.redis().stats());
+        let failed = |s: &tls_session_cache::RedisStats| s.errors + s.timeouts + s.skipped;
+        assert!(failed(&after.0) > failed(&before.0), "{:?}", after.0);
+        assert!(failed(&after.1) > failed(&before.1), "{:?}", after.1);
+        assert!(after.0.breaker_trips + after.1.breaker_trips >= 1);
+        assert!(down < Duration::from_secs(10), "{down:?}");
+
+        // Back (empty): sharing resumes by itself once the breaker probes.
+        redis.restart();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (f, s, _) = pair();
+            assert_eq!(f, HandshakeKind::Full);
+            if s == HandshakeKind::Resumed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sharing did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!a.redis().breaker_open() && !b.redis().breaker_open());
+    }
+}
+
+#[test]
+fn slowed_redis_keeps_every_lookup_within_the_timeout() {
+    let redis = RedisServer::start();
+    let timeout = Duration::from_millis(50);
+    let st = store(
+        config(&redis.url())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .breaker(3, Duration::from_millis(300), Duration::from_secs(1)),
+    );
+    let cache: SessionCache<Secret> = SessionCache::builder().store(Arc::clone(&st)).build();
+    let local = session(b"local", b"x", 300);
+    cache.update_cache(&local);
+    let shared = session(b"shared", b"y", 300);
+    assert!(st.store(&shared));
+    // Warm the pool with a few connections.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| assert!(matches!(st.fetch(b"shared"), Lookup::Found(_))));
+        }
+    });
+
+    // Redis stops answering for 1.5 s.
+    let sleeper = {
+        let mut conn = redis.conn();
+        std::thread::spawn(move || {
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("1.5")
+                .query(&mut conn)
+                .unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let slowest = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut slowest = Duration::ZERO;
+                    for i in 0..40 {
+                        let t = Instant::now();
+                        // Remote lookups miss...
+                        let id = format!("missing-{i}");
+                        assert!(!matches!(st.fetch(id.as_bytes()), Lookup::Found(_)));
+                        slowest = slowest.max(t.elapsed());
+                        // ...local ones are not held up at all.
+                        let t = Instant::now();
+                        assert!(cache.get(b"local", b"").is_some());
+                        assert!(
+                            t.elapsed() < Duration::from_millis(200),
+                            "{:?}",
+                            t.elapsed()
+                        );
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+    });
+    // At worst a connect plus a read timeout (plus scheduling slack on a busy
+    // machine); no call waits for the sleeping server (1.5 s).
+    assert!(
+        slowest < Duration::from_millis(300),
+        "slowest lookup {slowest:?}"
+    );
+    let s = st.stats();
+    assert!(s.timeouts >= 1 && s.skipped >= 1, "{s:?}");
+    eprintln!("slowest lookup while Redis slept: {slowest:?}; {s:?}");
+    sleeper.join().unwrap();
+
+    // Awake again: found after the back-off.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(st.fetch(b"shared"), Lookup::Found(_)) {
+        assert!(Instant::now() < deadline, "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
+    let redis = RedisServer::start();
+    let marker = b"MARKER-plaintext-session-state-0123456789";
+    let k1 = [0x42; 32];
+    let w = store(config(&redis.url()).encryption_key(k1));
+    let s = session(b"sealed", marker, 300);
+    assert!(w.store(&s));
+    let raw = raw_get(&redis, &w.key(b"sealed")).unwrap();
+    assert!(
+        !raw.windows(marker.len()).any(|x| x == marker),
+        "plaintext in Redis"
+    );
+    assert!(
+        !raw.windows(6).any(|x| x == b"sealed"),
+        "id in clear inside the value"
+    );
+
+    let same = store(config(&redis.url()).encryption_key(k1));
+    match same.fetch(b"sealed") {
+        Lookup::Found(got) => assert_eq!(got.payload().as_bytes(), marker),
+        other => panic!("{other:?}"),
+    }
+    let wrong = store(config(&redis.url()).encryption_key([0x43; 32]));
+    assert!(matches!(wrong.fetch(b"sealed"), Lookup::Absent));
+    let none = store(config(&redis.url()));
+    assert!(matches!(none.fetch(b"sealed"), Lookup::Absent));
+    assert_eq!((wrong.stats().rejected, none.stats().rejected), (1, 1));
+    // A plaintext value planted in Redis is refused by an encrypting reader.
+    assert!(none.store(&session(b"planted", b"x", 300)));
+    assert!(matches!(same.fetch(b"planted"), Lookup::Absent));
+
+    // Real handshakes: same key shares, a wrong key gives full handshakes.
+    for version in [TLS12, TLS13] {
+        let a = RedisRustlsStore::new(100, store(config(&redis.url()).encryption_key(k1)));
+        let b = RedisRustlsStore::new(100, store(config(&redis.url()).encryption_key(k1)));
+        let c = RedisRustlsStore::new(100, store(config(&redis.url()).encryption_key([9; 32])));
+        let (sa, sb, sc) = (
+            server_config(version, a.clone()),
+            server_config(version, b.clone()),
+            server_config(version, c.clone()),
+        );
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        assert_eq!(connect(&client, &sc), HandshakeKind::Full, "{version:?}");
+        assert!(c.redis().stats().rejected >= 1);
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
+    }
+}
