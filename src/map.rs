@@ -13,9 +13,14 @@ use crate::session::SessionId;
 #[cfg(not(tls_session_cache_loom))]
 use dashmap::{mapref::entry::Entry, DashMap};
 
+/// Keyed with a random seed per map (attacker-chosen ids cannot aim at a shard or
+/// a bucket), and several times cheaper than std's SipHash for 33-byte keys.
+#[cfg(not(tls_session_cache_loom))]
+type Hasher = foldhash::quality::RandomState;
+
 pub(crate) struct ShardMap<V> {
     #[cfg(not(tls_session_cache_loom))]
-    inner: DashMap<SessionId, V>,
+    inner: DashMap<SessionId, V, Hasher>,
     #[cfg(tls_session_cache_loom)]
     shards: Vec<crate::sync::RwLock<LoomShard<V>>>,
 }
@@ -34,7 +39,7 @@ impl<V> ShardMap<V> {
         #[cfg(not(tls_session_cache_loom))]
         {
             ShardMap {
-                inner: DashMap::with_shard_amount(shards),
+                inner: DashMap::with_hasher_and_shard_amount(Hasher::default(), shards),
             }
         }
         #[cfg(tls_session_cache_loom)]
