@@ -51,10 +51,11 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new() -> Self {
         #[cfg(not(tls_session_cache_loom))]
-        let n = std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
+        // Four stripes per core: threads get stripes round-robin by creation
+        // order, so concurrent threads rarely share one.
+        let n = (std::thread::available_parallelism().map_or(4, |n| n.get()) * 4)
             .next_power_of_two()
-            .clamp(1, 64);
+            .clamp(8, 256);
         #[cfg(tls_session_cache_loom)]
         let n = 1;
         Counters {
