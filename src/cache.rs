@@ -280,6 +280,14 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                     Some(_) => {
                         let n = pending.take_or(|| unreachable!("the node is taken once"));
                         let order = (expiry, n.seq);
+                        #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+                        {
+                            // MUTANT (test-only cfg): release the cache's reference, then unlink.
+                            // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
+                            if let Some(n) = unsafe { cur.as_ref() } {
+                                unsafe { crate::slot::mutant_release_early(n) };
+                            }
+                        }
                         let old = slot.node.swap(n, Ordering::AcqRel, &guard);
                         if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
                             self.index.file(slot, &key, order);
@@ -332,6 +340,14 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         guard: &'g Guard,
     ) -> Result<u64, Owned<Node<P>>> {
         let seq = new.seq;
+        #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+        {
+            // MUTANT (test-only cfg): release the cache's reference, then unlink.
+            // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
+            if let Some(n) = unsafe { cur.as_ref() } {
+                unsafe { crate::slot::mutant_release_early(n) };
+            }
+        }
         #[cfg(not(tls_session_cache_mutant = "slot_load_store"))]
         {
             slot.node
@@ -459,6 +475,14 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     fn unlink_victim(&self, v: &Victim<'_, P>, guard: &Guard) -> Option<Arc<Session<P>>> {
         let won = self.map.read(&v.key, |slot| {
             let slot = slot?;
+            #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+            {
+                // MUTANT (test-only cfg): release the cache's reference, then unlink.
+                // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
+                if let Some(n) = unsafe { v.node.as_ref() } {
+                    unsafe { crate::slot::mutant_release_early(n) };
+                }
+            }
             slot.node
                 .compare_exchange(
                     v.node,
@@ -502,6 +526,14 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                 let cur_ref = unsafe { cur.as_ref() }?;
                 if expect.is_some_and(|p| cur_ref.session_ptr() != p) {
                     return None;
+                }
+                #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+                {
+                    // MUTANT (test-only cfg): release the cache's reference, then unlink.
+                    // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
+                    if let Some(n) = unsafe { cur.as_ref() } {
+                        unsafe { crate::slot::mutant_release_early(n) };
+                    }
                 }
                 if slot
                     .node

@@ -103,12 +103,12 @@ pub use builder::{Builder, DEFAULT_CAPACITY, DEFAULT_TIMEOUT};
 pub use cache::SessionCache;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
-#[cfg(feature = "rustls")]
-pub use integrations::rustls::RustlsStore;
 #[cfg(feature = "openssl")]
 pub use integrations::openssl::{install as install_openssl, NativeSession, OpensslCache};
 #[cfg(feature = "redis")]
 pub use integrations::redis::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore};
+#[cfg(feature = "rustls")]
+pub use integrations::rustls::RustlsStore;
 pub use mode::CacheMode;
 pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
 pub use stats::Stats;

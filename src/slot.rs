@@ -104,11 +104,14 @@ pub(crate) unsafe fn release_unlinked<P>(
     }
     #[cfg(tls_session_cache_mutant = "release_before_unlink")]
     {
-        // MUTANT (test-only cfg): frees the node immediately, without waiting for
-        // readers. The loom models must catch this.
-        let _ = guard;
-        // SAFETY: deliberately wrong; never compiled outside mutant test builds.
-        drop(unsafe { node.into_owned() });
+        // MUTANT (test-only cfg): the unlinker already dropped the cache's reference
+        // *before* its unlink (see `mutant_release_early`), so it hands its caller a
+        // clone made from the raw pointer: a count that may already have reached
+        // zero is revived, and an unlink that lost its race has released a
+        // reference it never owned. The loom models must catch this.
+        // SAFETY: as in the normal build (the node was unlinked by our CAS).
+        unsafe { guard.defer_destroy(node) };
+        std::mem::forget(Arc::clone(&strong));
     }
     strong
 }
@@ -140,6 +143,17 @@ impl<P> Drop for Unpublished<P> {
             drop_unpublished(n);
         }
     }
+}
+
+/// MUTANT (test-only cfg): drops the cache's strong reference of a node that is
+/// still linked, before the compare-and-swap that would unlink it.
+///
+/// # Safety
+/// None: deliberately wrong; never compiled outside mutant test builds.
+#[cfg(tls_session_cache_mutant = "release_before_unlink")]
+pub(crate) unsafe fn mutant_release_early<P>(node: &Node<P>) {
+    // SAFETY: deliberately wrong (a mutant): releases a reference we do not own.
+    drop(unsafe { std::ptr::read(&*node.strong) });
 }
 
 /// Drops a node that was never published (its CAS failed and we gave up on it).

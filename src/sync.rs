@@ -68,7 +68,21 @@ impl Epoch {
         }
         #[cfg(tls_session_cache_loom)]
         {
-            self.collector.register().pin()
+            // One handle per (loom thread, collector), like the global collector's
+            // thread-local handle: registering per pin made every operation also
+            // insert into the collector's list of locals, multiplying the states.
+            use std::cell::RefCell;
+            loom::thread_local! {
+                static HANDLE: RefCell<Option<(crossbeam_epoch::Collector, crossbeam_epoch::LocalHandle)>> =
+                    RefCell::new(None);
+            }
+            HANDLE.with(|h| {
+                let mut h = h.borrow_mut();
+                if h.as_ref().is_none_or(|(c, _)| *c != self.collector) {
+                    *h = Some((self.collector.clone(), self.collector.register()));
+                }
+                h.as_ref().map(|(_, l)| l.pin()).expect("registered above")
+            })
         }
     }
 }

@@ -1,0 +1,192 @@
+//! Loom models of the removals: add racing remove (model 3), two removes and two
+//! takes of one id (model 4), remove_if_same racing a replace (model 7).
+#![cfg(tls_session_cache_loom)]
+
+use loom::thread;
+use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, NOW};
+use std::sync::Arc;
+
+/// Model 3a: on an empty cache, `add(a)` races `remove(a)`. The outcome is one of
+/// the two sequential orders: add then remove (both true, empty) or remove then
+/// add (remove false, `a` cached).
+#[test]
+fn model_03a_add_remove_new_id() {
+    run_model("03a add racing remove, new id", 3, || {
+        let drops = Drops::new(1);
+        let cache = cache(10);
+        let a = drops.session(0, b"id", NOW);
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.add(&a))
+        };
+        let removed = cache.remove(&a);
+        let added = t.join().unwrap();
+
+        assert!(added, "add of a new id returns true");
+        if removed {
+            // add, then remove
+            assert_eq!(Arc::strong_count(&a), 1);
+            assert_quiescent(&cache, 0);
+            assert_eq!(cached_tag(&cache, b"id"), None);
+        } else {
+            // remove (nothing there), then add
+            assert_eq!(Arc::strong_count(&a), 2);
+            assert_quiescent(&cache, 1);
+            assert_eq!(cached_tag(&cache, b"id"), Some(0));
+        }
+        assert_eq!(drops.all(), [0]);
+        drop(cache);
+        assert_eq!(Arc::strong_count(&a), 1);
+        drop(a);
+        assert_eq!(drops.all(), [1]);
+    });
+}
+
+/// Model 3b: `a0` is cached; `add(a1)` (same id: a replace) races `remove(a1)`
+/// (by id). Either add then remove (both true, empty) or remove then add (remove
+/// true, having removed `a0`; `a1` cached as a new id). Never both cached, never
+/// `a0` left behind.
+#[test]
+fn model_03b_replace_remove() {
+    run_model("03b replace racing remove", 3, || {
+        let drops = Drops::new(2);
+        let cache = cache(10);
+        let a0 = drops.session(0, b"id", NOW);
+        let a1 = drops.session(1, b"id", NOW);
+        assert!(cache.add(&a0));
+
+        let t = {
+            let (cache, a1) = (cache.clone(), a1.clone());
+            thread::spawn(move || cache.add(&a1))
+        };
+        let removed = cache.remove(&a1);
+        let added = t.join().unwrap();
+
+        assert!(added && removed, "add {added}, remove {removed}");
+        assert_eq!(Arc::strong_count(&a0), 1, "a0 is gone either way");
+        match Arc::strong_count(&a1) {
+            // add (replacing a0), then remove (of a1)
+            1 => {
+                assert_quiescent(&cache, 0);
+                assert_eq!(cached_tag(&cache, b"id"), None);
+            }
+            // remove (of a0), then add (a1 as a new id)
+            2 => {
+                assert_quiescent(&cache, 1);
+                assert_eq!(cached_tag(&cache, b"id"), Some(1));
+            }
+            n => panic!("a1 strong count {n}"),
+        }
+        assert_eq!(drops.all(), [0, 0]);
+        drop(cache);
+        drop((a0, a1));
+        assert_eq!(drops.all(), [1, 1]);
+    });
+}
+
+/// Model 4a: two threads remove the same cached id: exactly one returns true.
+#[test]
+fn model_04a_remove_remove() {
+    run_model("04a remove/remove one id", 3, || {
+        let drops = Drops::new(1);
+        let cache = cache(10);
+        let a = drops.session(0, b"id", NOW);
+        assert!(cache.add(&a));
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.remove(&a))
+        };
+        let r_main = cache.remove(&a);
+        let r_thread = t.join().unwrap();
+
+        assert!(
+            r_main ^ r_thread,
+            "exactly one remove returns true: {r_main} {r_thread}"
+        );
+        assert_eq!(Arc::strong_count(&a), 1, "the cache's reference released");
+        assert_eq!(drops.all(), [0], "released while the owner holds it");
+        assert!(!a.is_resumable());
+        assert_quiescent(&cache, 0);
+        drop(cache);
+        drop(a);
+        assert_eq!(drops.all(), [1], "released exactly once");
+    });
+}
+
+/// Model 4b: two threads `take` the same cached id (TLS 1.3 single-use tickets):
+/// exactly one gets the session, with the cache's reference.
+#[test]
+fn model_04b_take_take() {
+    run_model("04b take/take one id", 3, || {
+        let drops = Drops::new(1);
+        let cache = cache(10);
+        {
+            let a = drops.session(0, b"id", NOW);
+            assert!(cache.add(&a));
+            // The cache now holds the only reference.
+        }
+
+        let t = {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                let got = cache.take(b"id");
+                got.map(|s| {
+                    assert_eq!(Arc::strong_count(&s), 1, "take hands over the cache's one");
+                    s.payload().tag
+                })
+            })
+        };
+        let got = cache.take(b"id");
+        let r_main = got.as_ref().map(|s| {
+            assert_eq!(Arc::strong_count(s), 1, "take hands over the cache's one");
+            s.payload().tag
+        });
+        let r_thread = t.join().unwrap();
+
+        assert!(
+            r_main.is_some() ^ r_thread.is_some(),
+            "exactly one take gets it: {r_main:?} {r_thread:?}"
+        );
+        assert_quiescent(&cache, 0);
+        drop(got);
+        assert_eq!(drops.all(), [1], "released exactly once");
+    });
+}
+
+/// Model 7: `a` is cached; `remove_if_same(a)` races `add(b)` (same id). The
+/// replacement is never removed: `b` is cached at the end, whichever came first.
+#[test]
+fn model_07_remove_if_same_replace() {
+    run_model("07 remove_if_same racing replace", 3, || {
+        let drops = Drops::new(2);
+        let cache = cache(10);
+        let a = drops.session(0, b"id", NOW);
+        let b = drops.session(1, b"id", NOW);
+        assert!(cache.add(&a));
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.remove_if_same(&a))
+        };
+        let added = cache.add(&b);
+        let removed = t.join().unwrap();
+
+        assert!(added, "add(b) returns true (replace or new id)");
+        // `removed` may be either: true if it ran before the replace.
+        assert_eq!(
+            !a.is_resumable(),
+            removed,
+            "marked not resumable iff removed"
+        );
+        assert_eq!(Arc::strong_count(&a), 1, "a is gone either way");
+        assert_eq!(Arc::strong_count(&b), 2, "b is cached");
+        assert_quiescent(&cache, 1);
+        assert_eq!(cached_tag(&cache, b"id"), Some(1));
+        assert_eq!(drops.all(), [0, 0]);
+        drop(cache);
+        drop((a, b));
+        assert_eq!(drops.all(), [1, 1]);
+    });
+}
