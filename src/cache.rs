@@ -5,9 +5,9 @@ use crate::clock::Clock;
 use crate::expiry::Index;
 use crate::map::ShardMap;
 use crate::session::{Session, SessionId};
-use crate::slot::{drop_exclusive, release_unlinked, Node, Slot, Unpublished};
+use crate::slot::{drop_exclusive, raw, release_unlinked, upgrade, Slot, Unpublished};
 use crate::stats::{Counter, Counters};
-use crate::sync::{self, AtomicU32, AtomicU64, AtomicUsize, Epoch, Guard, Ordering, Owned, Shared};
+use crate::sync::{self, AtomicU32, AtomicU64, AtomicUsize, Epoch, Guard, Ordering};
 use crate::{CacheMode, SessionStore, Stats};
 use std::fmt;
 use std::sync::Arc;
@@ -52,27 +52,27 @@ pub struct SessionCache<P: Send + Sync + 'static> {
 }
 
 /// What the read-locked fast path of `add` found.
-enum Fast<'g, P> {
+enum Fast<P> {
     /// No live entry: take the new-id path.
     Absent,
     /// The identical object is cached.
     Same,
-    /// A different object was replaced; we own its node.
-    Replaced(Shared<'g, Node<P>>),
+    /// A different object was replaced; we own the slot's references to it.
+    Replaced(*mut Session<P>),
 }
 
 /// What the write-locked path of `add` did.
-enum Linked<'g, P> {
+enum Linked<P> {
     New,
     Same,
-    Replaced(Shared<'g, Node<P>>),
+    Replaced(*mut Session<P>),
 }
 
 /// A candidate for eviction or flushing.
-struct Victim<'g, P> {
+struct Victim<P> {
     order: (u64, u64),
     key: SessionId,
-    node: Shared<'g, Node<P>>,
+    ptr: *mut Session<P>,
 }
 
 impl<P: Send + Sync + 'static> Default for SessionCache<P> {
@@ -195,9 +195,10 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         }
         let key = s.key();
         let expiry = s.expiry(self.timeout_secs());
-        let sp = Arc::as_ptr(s);
-        // Released on every exit, unwinding included, unless published.
-        let mut pending = Unpublished::none();
+        let sp = raw(s);
+        // The references the slot will own; given back on every exit (unwinding
+        // included) unless published.
+        let mut refs: Option<Unpublished<P>> = None;
 
         {
             let guard = self.epoch.pin();
@@ -206,27 +207,27 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                     return Fast::Absent;
                 };
                 loop {
-                    let cur = slot.node.load(Ordering::Acquire, &guard);
-                    // SAFETY: loaded under `guard`; nodes are reclaimed only after
-                    // every guard pinned before their unlink is dropped.
-                    let Some(cur_ref) = (unsafe { cur.as_ref() }) else {
+                    let cur = slot.ptr.load(Ordering::Acquire);
+                    if cur.is_null() {
                         return Fast::Absent;
-                    };
-                    if cur_ref.session_ptr() == sp {
+                    }
+                    if cur == sp {
                         if update_time {
-                            self.refresh_expiry(slot, &key, cur_ref, expiry);
+                            self.refresh_expiry(slot, &key, expiry);
                         }
                         return Fast::Same;
                     }
-                    let new = pending.take_or(|| Node::new(s, self.next_seq(), expiry));
-                    match self.swap_node(slot, cur, new, &guard) {
-                        Ok(new_seq) => {
-                            if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
-                                self.index.file(slot, &key, (expiry, new_seq));
-                            }
-                            return Fast::Replaced(cur);
+                    let new = refs.get_or_insert_with(|| Unpublished::new(s)).ptr();
+                    if self.swap_ptr(slot, cur, new) {
+                        if let Some(r) = refs.take() {
+                            r.publish();
                         }
-                        Err(back) => pending.put(back),
+                        let order = (expiry, self.next_seq());
+                        slot.set_order(order);
+                        if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
+                            self.index.file(slot, &key, order);
+                        }
+                        return Fast::Replaced(cur);
                     }
                 }
             });
@@ -245,59 +246,51 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         }
 
         // New id (or a dead slot): make room first, then link under the write lock.
-        let node = pending.take_or(|| Node::new(s, self.next_seq(), expiry));
-        pending.put(node);
+        let mut refs = Some(refs.unwrap_or_else(|| Unpublished::new(s)));
         self.reserve();
         let guard = self.epoch.pin();
         let part = self.index.part_of(self.map.hash(&key));
+        let mut link = |slot: &Slot<P>| -> Option<*mut Session<P>> {
+            let r = refs.take().expect("the references are published once");
+            let old = slot.ptr.load(Ordering::Acquire);
+            #[cfg(tls_session_cache_mutant = "release_before_unlink")]
+            if !old.is_null() {
+                // MUTANT (test-only cfg): release the cache's reference, then unlink.
+                // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
+                unsafe { crate::slot::mutant_release_early(old) };
+            }
+            // Under the write lock nobody else can change the slot.
+            slot.ptr.store(r.ptr(), Ordering::Release);
+            r.publish();
+            let order = (expiry, self.next_seq());
+            slot.set_order(order);
+            if old.is_null() || expiry < slot.filed_expiry.load(Ordering::Relaxed) {
+                self.index.file(slot, &key, order);
+            }
+            (!old.is_null()).then_some(old)
+        };
         let linked = self.map.write(key, |slot| match slot {
             None => {
                 let slot = Slot::new(part);
-                let n = pending.take_or(|| unreachable!("the node is taken once"));
-                let order = (expiry, n.seq);
-                slot.node.store(n, Ordering::Release);
-                self.index.file(&slot, &key, order);
+                link(&slot);
                 (Some(slot), Linked::New)
             }
             Some(slot) => {
-                let cur = slot.node.load(Ordering::Acquire, &guard);
-                // SAFETY: loaded under `guard` (see above).
-                match unsafe { cur.as_ref() } {
-                    None => {
-                        let n = pending.take_or(|| unreachable!("the node is taken once"));
-                        let order = (expiry, n.seq);
-                        // Under the write lock nobody else can change the slot.
-                        slot.node.store(n, Ordering::Release);
-                        self.index.file(slot, &key, order);
-                        (None, Linked::New)
+                let cur = slot.ptr.load(Ordering::Acquire);
+                if cur == sp {
+                    if update_time {
+                        self.refresh_expiry(slot, &key, expiry);
                     }
-                    Some(c) if c.session_ptr() == sp => {
-                        if update_time {
-                            self.refresh_expiry(slot, &key, c, expiry);
-                        }
-                        (None, Linked::Same)
-                    }
-                    Some(_) => {
-                        let n = pending.take_or(|| unreachable!("the node is taken once"));
-                        let order = (expiry, n.seq);
-                        #[cfg(tls_session_cache_mutant = "release_before_unlink")]
-                        {
-                            // MUTANT (test-only cfg): release the cache's reference, then unlink.
-                            // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
-                            if let Some(n) = unsafe { cur.as_ref() } {
-                                unsafe { crate::slot::mutant_release_early(n) };
-                            }
-                        }
-                        let old = slot.node.swap(n, Ordering::AcqRel, &guard);
-                        if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
-                            self.index.file(slot, &key, order);
-                        }
-                        (None, Linked::Replaced(old))
+                    (None, Linked::Same)
+                } else {
+                    match link(slot) {
+                        None => (None, Linked::New),
+                        Some(old) => (None, Linked::Replaced(old)),
                     }
                 }
             }
         });
-        drop(pending);
+        drop(refs);
         match linked {
             Linked::New => true,
             Linked::Same => {
@@ -306,7 +299,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
             }
             Linked::Replaced(old) => {
                 self.count.fetch_sub(1, Ordering::AcqRel);
-                // SAFETY: our swap (under the write lock) unlinked `old` under `guard`.
+                // SAFETY: our store (under the write lock) unlinked `old` while
+                // `guard` was pinned.
                 let old = unsafe { release_unlinked(old, &guard) };
                 drop(guard);
                 drop(old);
@@ -331,47 +325,37 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         }
     }
 
-    /// Replaces `cur` by `new` in `slot`; on success returns the new node's seq.
-    fn swap_node<'g>(
-        &self,
-        slot: &Slot<P>,
-        cur: Shared<'g, Node<P>>,
-        new: Owned<Node<P>>,
-        guard: &'g Guard,
-    ) -> Result<u64, Owned<Node<P>>> {
-        let seq = new.seq;
+    /// Replaces `cur` by `new` in `slot` (compare-and-swap); true on success.
+    fn swap_ptr(&self, slot: &Slot<P>, cur: *mut Session<P>, new: *mut Session<P>) -> bool {
         #[cfg(tls_session_cache_mutant = "release_before_unlink")]
         {
             // MUTANT (test-only cfg): release the cache's reference, then unlink.
             // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
-            if let Some(n) = unsafe { cur.as_ref() } {
-                unsafe { crate::slot::mutant_release_early(n) };
-            }
+            unsafe { crate::slot::mutant_release_early(cur) };
         }
         #[cfg(not(tls_session_cache_mutant = "slot_load_store"))]
         {
-            slot.node
-                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire, guard)
-                .map(|_| seq)
-                .map_err(|e| e.new)
+            slot.ptr
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         }
         #[cfg(tls_session_cache_mutant = "slot_load_store")]
         {
             // MUTANT (test-only cfg): check-then-store instead of CAS.
             let _ = cur;
             sync::backoff();
-            slot.node.store(new, Ordering::Release);
-            let _ = guard;
-            Ok(seq)
+            slot.ptr.store(new, Ordering::Release);
+            true
         }
     }
 
     /// The identical object was added again under `UPDATE_TIME`: its time (already
     /// stamped) moves its expiry; re-file it if the expiry went down.
-    fn refresh_expiry(&self, slot: &Slot<P>, key: &SessionId, node: &Node<P>, expiry: u64) {
-        node.expiry.store(expiry, Ordering::Relaxed);
+    fn refresh_expiry(&self, slot: &Slot<P>, key: &SessionId, expiry: u64) {
+        slot.expiry.store(expiry, Ordering::Relaxed);
         if expiry < slot.filed_expiry.load(Ordering::Relaxed) {
-            self.index.file(slot, key, (expiry, node.seq));
+            self.index
+                .file(slot, key, (expiry, slot.seq.load(Ordering::Relaxed)));
         }
     }
 
@@ -427,9 +411,10 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     /// The live session with the smallest `(expiry, seq)` over all partitions
-    /// (exact when no other thread is changing the cache).
-    fn pick_min<'g>(&self, guard: &'g Guard, exclude: Option<&SessionId>) -> Option<Victim<'g, P>> {
-        let mut best: Option<Victim<'g, P>> = None;
+    /// (exact when no other thread is changing the cache). The pointer stays valid
+    /// for identity comparison while `_guard` is pinned.
+    fn pick_min(&self, _guard: &Guard, exclude: Option<&SessionId>) -> Option<Victim<P>> {
+        let mut best: Option<Victim<P>> = None;
         for part in 0..self.index.parts() {
             let mut after = None;
             while let Some((order, key)) = self.index.next(part, after) {
@@ -442,27 +427,25 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                         self.index.drop_entry(part, order, &key);
                         return None;
                     };
-                    let cur = slot.node.load(Ordering::Acquire, guard);
-                    // SAFETY: loaded under `guard`.
-                    match unsafe { cur.as_ref() } {
-                        None => {
-                            self.index.unfile(slot);
-                            self.index.drop_entry(part, order, &key);
-                            None
-                        }
-                        Some(n) if n.order() == order => Some(cur),
-                        Some(n) => {
-                            // Stale (a replace moved the node later, or the slot
-                            // was re-filed meanwhile): file the node where it is now.
-                            self.index.drop_entry(part, order, &key);
-                            self.index.file(slot, &key, n.order());
-                            None
-                        }
+                    let cur = slot.ptr.load(Ordering::Acquire);
+                    if cur.is_null() {
+                        self.index.unfile(slot);
+                        self.index.drop_entry(part, order, &key);
+                        return None;
                     }
+                    let now = slot.order();
+                    if now == order {
+                        return Some(cur);
+                    }
+                    // Stale (a replace moved the session later, or the slot was
+                    // re-filed meanwhile): file the slot where it is now.
+                    self.index.drop_entry(part, order, &key);
+                    self.index.file(slot, &key, now);
+                    None
                 });
-                if let Some(node) = found {
+                if let Some(ptr) = found {
                     if best.as_ref().is_none_or(|b| order < b.order) {
-                        best = Some(Victim { order, key, node });
+                        best = Some(Victim { order, key, ptr });
                     }
                     break;
                 }
@@ -471,25 +454,22 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         best
     }
 
-    /// Unlinks exactly `v.node` if it is still in its slot.
-    fn unlink_victim(&self, v: &Victim<'_, P>, guard: &Guard) -> Option<Arc<Session<P>>> {
+    /// Unlinks exactly `v.ptr` if it is still in its slot.
+    fn unlink_victim(&self, v: &Victim<P>, guard: &Guard) -> Option<Arc<Session<P>>> {
         let won = self.map.read(&v.key, |slot| {
             let slot = slot?;
             #[cfg(tls_session_cache_mutant = "release_before_unlink")]
             {
                 // MUTANT (test-only cfg): release the cache's reference, then unlink.
                 // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
-                if let Some(n) = unsafe { v.node.as_ref() } {
-                    unsafe { crate::slot::mutant_release_early(n) };
-                }
+                unsafe { crate::slot::mutant_release_early(v.ptr) };
             }
-            slot.node
+            slot.ptr
                 .compare_exchange(
-                    v.node,
-                    Shared::null(),
+                    v.ptr,
+                    std::ptr::null_mut(),
                     Ordering::AcqRel,
                     Ordering::Acquire,
-                    guard,
                 )
                 .ok()?;
             self.count.fetch_sub(1, Ordering::AcqRel);
@@ -497,17 +477,16 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
             Some(())
         });
         won?;
-        self.unlink_dead(&v.key, guard);
-        // SAFETY: our CAS unlinked `v.node` under `guard` (pinned by the caller
-        // before `v.node` was loaded).
-        Some(unsafe { release_unlinked(v.node, guard) })
+        self.unlink_dead(&v.key);
+        // SAFETY: our CAS unlinked `v.ptr` while `guard` (pinned by the caller
+        // before `v.ptr` was loaded) was pinned.
+        Some(unsafe { release_unlinked(v.ptr, guard) })
     }
 
     /// Removes the slot for `key` from the map if it is (still) dead.
-    fn unlink_dead(&self, key: &SessionId, guard: &Guard) {
-        self.map.remove_if(key, |slot| {
-            slot.node.load(Ordering::Acquire, guard).is_null()
-        });
+    fn unlink_dead(&self, key: &SessionId) {
+        self.map
+            .remove_if(key, |slot| slot.ptr.load(Ordering::Acquire).is_null());
     }
 
     /// Takes the live session for `key` out of the cache; with `expect`, only if it
@@ -515,34 +494,29 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     fn take_key(
         &self,
         key: &SessionId,
-        expect: Option<*const Session<P>>,
+        expect: Option<*mut Session<P>>,
     ) -> Option<Arc<Session<P>>> {
         let guard = self.epoch.pin();
         let taken = self.map.read(key, |slot| {
             let slot = slot?;
             loop {
-                let cur = slot.node.load(Ordering::Acquire, &guard);
-                // SAFETY: loaded under `guard`.
-                let cur_ref = unsafe { cur.as_ref() }?;
-                if expect.is_some_and(|p| cur_ref.session_ptr() != p) {
+                let cur = slot.ptr.load(Ordering::Acquire);
+                if cur.is_null() || expect.is_some_and(|p| cur != p) {
                     return None;
                 }
                 #[cfg(tls_session_cache_mutant = "release_before_unlink")]
                 {
                     // MUTANT (test-only cfg): release the cache's reference, then unlink.
                     // SAFETY: none: deliberately wrong; compiled only in mutant test builds.
-                    if let Some(n) = unsafe { cur.as_ref() } {
-                        unsafe { crate::slot::mutant_release_early(n) };
-                    }
+                    unsafe { crate::slot::mutant_release_early(cur) };
                 }
                 if slot
-                    .node
+                    .ptr
                     .compare_exchange(
                         cur,
-                        Shared::null(),
+                        std::ptr::null_mut(),
                         Ordering::AcqRel,
                         Ordering::Acquire,
-                        &guard,
                     )
                     .is_ok()
                 {
@@ -552,8 +526,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                 }
             }
         })?;
-        self.unlink_dead(key, &guard);
-        // SAFETY: our CAS unlinked `taken` under `guard`.
+        self.unlink_dead(key);
+        // SAFETY: our CAS unlinked `taken` while `guard` was pinned.
         let s = unsafe { release_unlinked(taken, &guard) };
         drop(guard);
         Some(s)
@@ -581,7 +555,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// compare-and-remove): never removes a session another thread has just put in
     /// its place. On success marks `s` not resumable and fires the remove callback.
     pub fn remove_if_same(&self, s: &Arc<Session<P>>) -> bool {
-        match self.take_key(&s.key(), Some(Arc::as_ptr(s))) {
+        match self.take_key(&s.key(), Some(raw(s))) {
             Some(taken) => {
                 drop(taken);
                 s.mark_not_resumable();
@@ -609,16 +583,29 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         let guard = self.epoch.pin();
         self.map.read(key, |slot| {
             let slot = slot?;
-            let mut cur = slot.node.load(Ordering::Acquire, &guard);
+            let mut cur = slot.ptr.load(Ordering::Acquire);
             loop {
-                // SAFETY: loaded under `guard`.
-                let n = unsafe { cur.as_ref() }?;
-                if let Some(s) = n.upgrade() {
+                if cur.is_null() {
+                    return None;
+                }
+                // SAFETY: `cur` was loaded from the slot while `guard` is pinned.
+                if let Some(s) = unsafe { upgrade(cur, &guard) } {
                     return Some(s);
                 }
-                // The node was unlinked and its session released after our load:
-                // read the slot's latest value (an RMW reads the newest store).
-                cur = slot.node.fetch_or(0, Ordering::AcqRel, &guard);
+                // The session was unlinked and released after our load: read the
+                // slot's newest value (a read-modify-write never reads a stale one).
+                cur = match slot
+                    .ptr
+                    .compare_exchange(cur, cur, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(same) => {
+                        // Cannot happen (a linked session always has the cache's
+                        // strong reference); yield rather than spin if it did.
+                        sync::backoff();
+                        same
+                    }
+                    Err(newer) => newer,
+                };
             }
         })
     }
@@ -668,7 +655,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if s.expiry(self.timeout_secs()) < self.clock.now() {
             self.stats.bump(Counter::Timeouts);
             s.mark_not_resumable();
-            drop(self.take_key(&s.key(), Some(Arc::as_ptr(&s))));
+            drop(self.take_key(&s.key(), Some(raw(&s))));
             self.removed_callback(&s);
             return None;
         }

@@ -6,17 +6,17 @@
 //! crossbeam-epoch's global collector. Nothing else in the crate imports
 //! `std::sync` atomics/locks or `loom` directly.
 
-pub(crate) use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+pub(crate) use crossbeam_epoch::Guard;
 
 #[cfg(not(tls_session_cache_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Mutex, MutexGuard,
 };
 
 #[cfg(tls_session_cache_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Mutex, MutexGuard, RwLock,
 };
 
