@@ -690,10 +690,13 @@ fn update_cache_skips_non_resumable() {
 
 #[test]
 fn callbacks_may_reenter_the_cache() {
-    struct Reenter(std::sync::OnceLock<Arc<SessionCache<Vec<u8>>>>);
+    // The store points back at its cache weakly: no reference cycle.
+    struct Reenter(std::sync::OnceLock<std::sync::Weak<SessionCache<Vec<u8>>>>);
     impl SessionStore<Vec<u8>> for Reenter {
         fn remove_session(&self, s: &Arc<Session<Vec<u8>>>) {
-            let c = self.0.get().unwrap();
+            let Some(c) = self.0.get().and_then(std::sync::Weak::upgrade) else {
+                return;
+            };
             let _ = c.get(s.id(), s.sid_ctx());
             let _ = c.len();
             // Only once: a callback that refills a full cache on every eviction
@@ -705,14 +708,15 @@ fn callbacks_may_reenter_the_cache() {
     }
     let r = Arc::new(Reenter(std::sync::OnceLock::new()));
     let c = Arc::new(SessionCache::builder().capacity(1).store(r.clone()).build());
-    let _ = r.0.set(c.clone());
+    let _ = r.0.set(Arc::downgrade(&c));
     c.add(&sess(b"a", T0, 300));
     c.add(&sess(b"b", T0, 300)); // evicts a; the callback adds (and evicts) more
     assert!(c.remove(&sess(b"b", T0, 300)) || c.len() <= 1);
     assert!(c.len() <= 1);
-    // Break the cycle.
-    c.flush(0);
+    let weak = Arc::downgrade(&c);
+    drop(c);
     drop(r);
+    assert!(weak.upgrade().is_none(), "the cache was freed: no cycle");
 }
 
 // ---------------------------------------------------------------- bad input

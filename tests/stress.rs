@@ -72,8 +72,21 @@ fn run(threads: usize, capacity: usize, ids: u64, mode: CacheMode, dur: Duration
                 let mut mine: Vec<Arc<Session<Payload>>> = Vec::new();
                 let mut tally = Tally::default();
                 let deadline = Instant::now() + dur;
+                // Under a slow executor (valgrind) keep going until the workload
+                // has exercised every path the final checks expect, within reason.
+                let hard_deadline = deadline + dur * 40;
+                let covered = || {
+                    let st = cache.stats();
+                    st.hits > 0
+                        && st.misses > 0
+                        && st.timeouts > 0
+                        && (capacity == 0 || st.cache_full > 0)
+                };
                 let mut n = 0u64;
-                while Instant::now() < deadline || n < 2_000 {
+                while n < 2_000
+                    || Instant::now() < deadline
+                    || (n % 256 != 0 || !covered()) && Instant::now() < hard_deadline
+                {
                     n += 1;
                     let id = rng.below(ids).to_le_bytes();
                     let ctx: &[u8] = if rng.below(20) == 0 { b"other" } else { b"ctx" };
