@@ -75,10 +75,21 @@
 //! atomics; adding a new id or unlinking a removed one takes one shard write lock;
 //! nothing takes a global lock.
 //!
+//! ## Features
+//!
+//! | feature | what |
+//! |---|---|
+//! | (none) | [`SessionCache`], [`Session`], [`SessionStore`], clocks, modes, [`Stats`] |
+//! | `rustls` | `RustlsStore`: `rustls::server::StoresServerSessions` (rustls 0.23, ring) |
+//! | `openssl` | `install_openssl`: the cache as a rust-openssl `SslContext`'s session cache |
+//! | `redis` | `RedisStore` / `RedisRustlsStore`: Redis (or Redis Cluster) as a shared second tier |
+//!
 //! ## Safety and correctness
 //!
-//! The unsafe code is confined to `src/slot.rs` (moving the cache's reference out
-//! of an unlinked node and handing the node to the epoch collector). The design and
+//! The unsafe code of the core is confined to `src/slot.rs` (the slot's two
+//! references to a session: taking them, upgrading the weak one in place under an
+//! epoch guard, releasing them after an unlink — the weak one after the grace
+//! period); the OpenSSL adapter's FFI is in `src/integrations/openssl.rs`. The design and
 //! its invariants are in `docs/DESIGN.md`; loom models check the races.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
