@@ -804,6 +804,18 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         Some(Arc::new(s))
     }
 
+    /// Not API: the decoding path of a fetched value (format byte, decryption,
+    /// record, codec, session checks) for `fuzz/fuzz_targets/redis_codec.rs`.
+    #[doc(hidden)]
+    pub fn __fuzz_to_session(
+        &self,
+        id: &[u8],
+        key: &[u8],
+        value: &[u8],
+    ) -> Option<Arc<Session<P>>> {
+        self.to_session(id, key, value)
+    }
+
     fn found(&self, id: &[u8], key: &[u8], value: Option<Vec<u8>>) -> Lookup<Arc<Session<P>>> {
         let Some(value) = value.map(Zeroizing::new) else {
             bump(&self.stats.misses);
