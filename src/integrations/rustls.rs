@@ -96,13 +96,19 @@ impl fmt::Debug for Secret {
 /// and O(n) `take`.
 ///
 /// ```
-/// # fn config() -> rustls::ServerConfig { unimplemented!() }
-/// # fn f() {
+/// # use std::sync::Arc;
 /// use tls_session_cache::RustlsStore;
 ///
-/// let mut config: rustls::ServerConfig = config();
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// # let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+/// # let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// let mut config = rustls::ServerConfig::builder_with_provider(provider)
+///     .with_safe_default_protocol_versions()
+///     .unwrap()
+///     .with_no_client_auth()
+///     .with_single_cert(vec![cert.cert.der().clone()], key)
+///     .unwrap();
 /// config.session_storage = RustlsStore::new(20_480);
-/// # }
 /// ```
 ///
 /// - `put` stores through [`SessionCache::update_cache`] (a full handshake made a
