@@ -249,7 +249,6 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         let mut refs = Some(refs.unwrap_or_else(|| Unpublished::new(s)));
         self.reserve();
         let guard = self.epoch.pin();
-        let part = self.index.part_of(self.map.hash(&key));
         let mut link = |slot: &Slot<P>| -> Option<*mut Session<P>> {
             let r = refs.take().expect("the references are published once");
             let old = slot.ptr.load(Ordering::Acquire);
@@ -271,7 +270,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         };
         let linked = self.map.write(key, |slot| match slot {
             None => {
-                let slot = Slot::new(part);
+                // Only a brand-new slot needs its index partition (one more hash).
+                let slot = Slot::new(self.index.part_of(self.map.hash(&key)));
                 link(&slot);
                 (Some(slot), Linked::New)
             }
