@@ -24,45 +24,25 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rustls::client::{ClientSessionMemoryCache, Resumption};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{
-    ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, HandshakeKind, ServerConfig, ServerConnection,
     SupportedProtocolVersion,
 };
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use tls_session_cache::RustlsStore;
 
+// The in-memory handshake harness shared with the tests (certificate, provider,
+// server config).
+#[path = "../tests/tls_support/mod.rs"]
+mod tls_support;
+use tls_support::{pki, provider, server_config};
+
 const CAPACITY: usize = 20_480;
 const THREADS: [usize; 3] = [1, 2, 4];
-
-struct Pki {
-    cert: CertificateDer<'static>,
-    key: Vec<u8>,
-    roots: Arc<RootCertStore>,
-}
-
-fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let cert = ck.cert.der().clone();
-        let mut roots = RootCertStore::empty();
-        roots.add(cert.clone()).unwrap();
-        Pki {
-            cert,
-            key: ck.signing_key.serialize_der(),
-            roots: Arc::new(roots),
-        }
-    })
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 #[derive(Clone, Copy)]
 enum Impl {
@@ -91,22 +71,6 @@ impl Impl {
         }
         store
     }
-}
-
-fn server_config(
-    version: &'static SupportedProtocolVersion,
-    store: Arc<dyn StoresServerSessions>,
-) -> Arc<ServerConfig> {
-    let p = pki();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.key.clone()));
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![p.cert.clone()], key)
-        .unwrap();
-    cfg.session_storage = store;
-    Arc::new(cfg)
 }
 
 fn client_config(version: &'static SupportedProtocolVersion, resume: bool) -> Arc<ClientConfig> {

@@ -6,6 +6,7 @@
 //! redis-server`); without them every test fails saying so.
 #![allow(dead_code)]
 
+#[path = "../tls_support/mod.rs"]
 pub mod tls;
 
 use std::net::{TcpListener, TcpStream};

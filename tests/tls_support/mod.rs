@@ -1,4 +1,7 @@
-//! In-memory rustls handshakes (the same harness as `tests/rustls_handshakes.rs`).
+//! In-memory rustls handshakes: one harness shared by tests/rustls_handshakes.rs,
+//! the Redis tests (tests/redis_support) and benches/handshake.rs (each includes
+//! it as a module and uses a subset, hence the dead_code allowance).
+#![allow(dead_code)]
 
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::CryptoProvider;
@@ -13,9 +16,9 @@ use std::sync::{Arc, OnceLock};
 pub const TLS12: &SupportedProtocolVersion = &rustls::version::TLS12;
 pub const TLS13: &SupportedProtocolVersion = &rustls::version::TLS13;
 pub struct Pki {
-    cert: CertificateDer<'static>,
-    key: Vec<u8>,
-    roots: Arc<RootCertStore>,
+    pub cert: CertificateDer<'static>,
+    pub key: Vec<u8>,
+    pub roots: Arc<RootCertStore>,
 }
 
 pub fn pki() -> &'static Pki {
