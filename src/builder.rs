@@ -1,6 +1,6 @@
 //! Configuration of a [`SessionCache`].
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockSrc};
 use crate::{CacheMode, SessionCache, SessionStore};
 use std::fmt;
 use std::sync::Arc;
@@ -31,9 +31,10 @@ pub struct Builder<P> {
     pub(crate) capacity: usize,
     pub(crate) timeout: Duration,
     pub(crate) mode: CacheMode,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clock: ClockSrc,
     pub(crate) store: Option<Arc<dyn SessionStore<P>>>,
     pub(crate) shards: Option<usize>,
+    pub(crate) partitions: Option<usize>,
     #[cfg(tls_session_cache_loom)]
     pub(crate) collector: Option<crossbeam_epoch::Collector>,
 }
@@ -44,9 +45,10 @@ impl<P> Default for Builder<P> {
             capacity: DEFAULT_CAPACITY,
             timeout: DEFAULT_TIMEOUT,
             mode: CacheMode::SERVER,
-            clock: Arc::new(SystemClock),
+            clock: ClockSrc::System,
             store: None,
             shards: None,
+            partitions: None,
             #[cfg(tls_session_cache_loom)]
             collector: None,
         }
@@ -75,7 +77,7 @@ impl<P> Builder<P> {
 
     /// The time source. Default: the system clock.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = ClockSrc::of(clock);
         self
     }
 
@@ -95,6 +97,16 @@ impl<P> Builder<P> {
     /// dashmap's, four per available core.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
+        self
+    }
+
+    /// The number of eviction partitions (rounded up to a power of two, 1 to
+    /// 65 536). Each has its own mutex; an eviction reads every partition's
+    /// published minimum without locking and locks only the winner's, so more
+    /// partitions spread replace/remove contention at a small scan cost. Default:
+    /// the available parallelism rounded up to a power of two, clamped to 4..=64.
+    pub fn partitions(mut self, partitions: usize) -> Self {
+        self.partitions = Some(partitions);
         self
     }
 
@@ -121,6 +133,7 @@ impl<P> fmt::Debug for Builder<P> {
             .field("mode", &self.mode)
             .field("store", &self.store.is_some())
             .field("shards", &self.shards)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }

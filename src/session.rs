@@ -1,6 +1,7 @@
 //! Sessions: an id, a context, a creation time, a timeout and an opaque payload.
 
 use crate::clock::system_now;
+use crate::id::Id;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use crate::Error;
 use std::fmt;
@@ -12,7 +13,7 @@ pub const MAX_ID_LEN: usize = 32;
 /// The longest session id context OpenSSL accepts (`SSL_MAX_SID_CTX_LENGTH`).
 pub const MAX_SID_CTX_LEN: usize = 32;
 
-/// Up to 32 bytes stored inline: ids and id contexts.
+/// Up to 32 bytes stored inline: session id contexts.
 #[derive(Clone, Copy)]
 pub(crate) struct Bytes32 {
     len: u8,
@@ -70,9 +71,6 @@ impl fmt::Debug for Bytes32 {
     }
 }
 
-/// The map key: a session id of 1 to 32 bytes.
-pub(crate) type SessionId = Bytes32;
-
 /// A cached TLS session: what OpenSSL calls an `SSL_SESSION`, minus the crypto,
 /// which lives in the payload `P` (serialized bytes for rustls, a native session
 /// object for OpenSSL). The cache never looks inside the payload.
@@ -97,10 +95,12 @@ pub(crate) type SessionId = Bytes32;
 /// # Ok::<(), tls_session_cache::Error>(())
 /// ```
 pub struct Session<P> {
-    id: SessionId,
-    sid_ctx: Bytes32,
+    id: Id,
     time: AtomicU64,
-    timeout: Option<Duration>,
+    /// Whole seconds; meaningful only when `has_timeout`.
+    timeout_secs: u64,
+    sid_ctx: Bytes32,
+    has_timeout: bool,
     resumable: AtomicBool,
     payload: P,
 }
@@ -119,10 +119,11 @@ impl<P> Session<P> {
         let sid_ctx =
             Bytes32::new(sid_ctx).ok_or(Error::InvalidSidCtxLength { len: sid_ctx.len() })?;
         Ok(Session {
-            id: Bytes32::new(id).ok_or(Error::InvalidIdLength { len: id.len() })?,
+            id: Id::new(id).ok_or(Error::InvalidIdLength { len: id.len() })?,
             sid_ctx,
             time: AtomicU64::new(system_now()),
-            timeout: None,
+            timeout_secs: 0,
+            has_timeout: false,
             resumable: AtomicBool::new(true),
             payload,
         })
@@ -140,7 +141,8 @@ impl<P> Session<P> {
     /// Only whole seconds count (OpenSSL's resolution); `Duration::MAX` never expires.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout_secs = timeout.as_secs();
+        self.has_timeout = true;
         self
     }
 
@@ -149,8 +151,9 @@ impl<P> Session<P> {
         self.id.as_slice()
     }
 
-    pub(crate) fn key(&self) -> SessionId {
-        self.id
+    #[inline]
+    pub(crate) fn key(&self) -> &Id {
+        &self.id
     }
 
     /// The session id context it was made for.
@@ -173,9 +176,10 @@ impl<P> Session<P> {
         self.time.store(unix_secs, Ordering::Relaxed);
     }
 
-    /// The session's own timeout, if one was set.
+    /// The session's own timeout (whole seconds), if one was set.
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.has_timeout
+            .then(|| Duration::from_secs(self.timeout_secs))
     }
 
     /// Whether the session may still be resumed. Removing it from a cache
@@ -194,7 +198,11 @@ impl<P> Session<P> {
     /// saturating (a session expires when `now > expiry`).
     #[inline]
     pub(crate) fn expiry(&self, default_timeout: u64) -> u64 {
-        let t = self.timeout.map_or(default_timeout, |d| d.as_secs());
+        let t = if self.has_timeout {
+            self.timeout_secs
+        } else {
+            default_timeout
+        };
         self.time().saturating_add(t)
     }
 
@@ -213,7 +221,7 @@ impl<P> fmt::Debug for Session<P> {
             .field("id", &self.id)
             .field("sid_ctx", &self.sid_ctx)
             .field("time", &self.time())
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .field("resumable", &self.is_resumable())
             .finish_non_exhaustive()
     }

@@ -442,11 +442,13 @@ impl Model {
     }
 
     fn update_cache(&mut self, o: usize) -> bool {
-        if !self.has(CacheMode::SERVER) {
+        // OpenSSL's ssl_update_cache returns at once for a non-resumable session:
+        // no add, no new-session callback, no handshake counted.
+        if !self.has(CacheMode::SERVER) || !self.resumable[o] {
             return false;
         }
         let mut stored = false;
-        if !self.has(CacheMode::NO_INTERNAL_STORE) && self.resumable[o] {
+        if !self.has(CacheMode::NO_INTERNAL_STORE) {
             stored = self.add(o);
         }
         if self.store {

@@ -1,0 +1,103 @@
+//! The map key: a session id of 1 to 32 bytes, stored zero-padded in 32 bytes
+//! aligned to 8, compared and hashed as four `u64` words plus the length
+//! (fixed-size work: no variable-length `memcmp` or byte-wise hashing).
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// A session id of 1 to 32 bytes.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct Id {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl Id {
+    /// `None` if `b` is empty or longer than 32 bytes.
+    #[inline]
+    pub(crate) fn new(b: &[u8]) -> Option<Self> {
+        if b.is_empty() || b.len() > 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Id {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.bytes[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    }
+}
+
+impl PartialEq for Id {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        // Zero padding makes equal ids equal word by word.
+        self.len == other.len
+            && (self.word(0) ^ other.word(0))
+                | (self.word(1) ^ other.word(1))
+                | (self.word(2) ^ other.word(2))
+                | (self.word(3) ^ other.word(3))
+                == 0
+    }
+}
+impl Eq for Id {}
+
+impl Hash for Id {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The length goes into the first word's mixing (ids up to 32 bytes: the
+        // padding is zero, so ids of different lengths differ in `len`).
+        state.write_u64(self.word(0) ^ u64::from(self.len));
+        state.write_u64(self.word(1));
+        state.write_u64(self.word(2));
+        state.write_u64(self.word(3));
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are not secret (they travel in clear in TLS 1.2 hellos), but keep the
+        // output short: the length and a 4-byte prefix are enough to tell them apart.
+        write!(f, "{} bytes ", self.len)?;
+        for b in self.as_slice().iter().take(4) {
+            write!(f, "{b:02x}")?;
+        }
+        if self.len > 4 {
+            f.write_str("..")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn equality_is_by_bytes_and_length() {
+        let a = Id::new(b"ab").unwrap();
+        let b = Id::new(b"ab\0").unwrap();
+        assert_ne!(a, b, "a trailing zero byte is a different id");
+        assert_eq!(a, Id::new(b"ab").unwrap());
+        assert_eq!(Id::new(&[7u8; 32]).unwrap().as_slice(), &[7u8; 32]);
+        assert!(Id::new(b"").is_none());
+        assert!(Id::new(&[0u8; 33]).is_none());
+        let h = foldhash::quality::RandomState::default();
+        assert_eq!(h.hash_one(a), h.hash_one(Id::new(b"ab").unwrap()));
+        assert_eq!(std::mem::size_of::<Id>(), 40);
+    }
+}

@@ -1,0 +1,74 @@
+//! Normal builds: dashmap 6 with a keyed foldhash.
+
+use crate::id::Id;
+use dashmap::{mapref::entry::Entry, DashMap};
+
+/// Keyed with a random seed per map (attacker-chosen ids cannot aim at a shard or
+/// a bucket), and several times cheaper than std's SipHash for 33-byte keys.
+type Hasher = foldhash::quality::RandomState;
+
+pub(crate) struct ShardMap<V> {
+    inner: DashMap<Id, V, Hasher>,
+}
+
+impl<V> ShardMap<V> {
+    /// A map with `shards` shards (rounded up to a power of two, at least 2).
+    pub(crate) fn new(shards: usize) -> Self {
+        let shards = shards.clamp(2, 1 << 16).next_power_of_two();
+        ShardMap {
+            inner: DashMap::with_hasher_and_shard_amount(Hasher::default(), shards),
+        }
+    }
+
+    /// The map's keyed hash of `k` (attacker-chosen ids cannot aim at one shard).
+    #[inline]
+    pub(crate) fn hash(&self, k: &Id) -> u64 {
+        self.inner.hash_usize(k) as u64
+    }
+
+    /// Runs `f` on the value for `k` (if any) under the shard's read lock.
+    #[inline]
+    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<&V>) -> R) -> R {
+        match self.inner.get(k) {
+            Some(r) => f(Some(r.value())),
+            None => f(None),
+        }
+    }
+
+    /// Runs `f` on the value for `k` (if any) under the shard's write lock. When the
+    /// key is absent and `f` returns `Some(v)`, `v` is inserted before the lock is
+    /// released.
+    #[inline]
+    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(Option<&V>) -> (Option<V>, R)) -> R {
+        match self.inner.entry(k) {
+            Entry::Occupied(o) => f(Some(o.get())).1,
+            Entry::Vacant(v) => {
+                let (ins, r) = f(None);
+                if let Some(val) = ins {
+                    v.insert(val);
+                }
+                r
+            }
+        }
+    }
+
+    /// Removes and returns the value for `k` if `pred` holds, under the write lock
+    /// (`pred` runs under it).
+    #[inline]
+    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&V) -> bool) -> Option<V> {
+        self.inner.remove_if(k, |_, v| pred(v)).map(|(_, v)| v)
+    }
+
+    /// Number of keys; for tests and `Debug`.
+    pub(crate) fn slots(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Takes every value out (exclusive access: no lock contention possible).
+    pub(crate) fn drain(&mut self) -> Vec<V> {
+        std::mem::take(&mut self.inner)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+}

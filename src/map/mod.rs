@@ -1,0 +1,63 @@
+//! The lock-sharded map from session id to slot, behind one small interface.
+//!
+//! Normal builds: dashmap 6 (`dashmap.rs`). Under `--cfg tls_session_cache_loom`:
+//! a loom-visible stand-in (`loom.rs`), a `Vec` of loom `RwLock<HashMap>` picked by
+//! a hash of the key, because dashmap's locks park real threads and cannot be
+//! modeled. The cfg is switched once, here.
+//!
+//! Every method takes a closure and runs it under the shard lock, so no guard ever
+//! escapes: callers cannot hold a shard lock across another call into the map
+//! (the dashmap deadlock trap). Closures must not call back into the map.
+
+#[cfg(not(tls_session_cache_loom))]
+mod dashmap;
+#[cfg(not(tls_session_cache_loom))]
+pub(crate) use self::dashmap::ShardMap;
+
+#[cfg(tls_session_cache_loom)]
+mod loom;
+#[cfg(tls_session_cache_loom)]
+pub(crate) use self::loom::ShardMap;
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    fn key(b: &[u8]) -> Id {
+        Id::new(b).unwrap()
+    }
+
+    #[test]
+    fn read_write_remove() {
+        let m: ShardMap<u32> = ShardMap::new(4);
+        assert_eq!(m.read(&key(b"a"), |v| v.copied()), None);
+        let r = m.write(key(b"a"), |v| {
+            assert!(v.is_none());
+            (Some(7), "inserted")
+        });
+        assert_eq!(r, "inserted");
+        assert_eq!(m.read(&key(b"a"), |v| v.copied()), Some(7));
+        // Occupied: the returned value is ignored.
+        m.write(key(b"a"), |v| {
+            assert_eq!(v, Some(&7));
+            (Some(9), ())
+        });
+        assert_eq!(m.read(&key(b"a"), |v| v.copied()), Some(7));
+        assert_eq!(m.remove_if(&key(b"a"), |v| *v == 8), None);
+        assert_eq!(m.remove_if(&key(b"a"), |v| *v == 7), Some(7));
+        assert_eq!(m.slots(), 0);
+    }
+
+    #[test]
+    fn drain_takes_all() {
+        let mut m: ShardMap<u32> = ShardMap::new(3);
+        for i in 0..100u32 {
+            m.write(key(&i.to_le_bytes()), |_| (Some(i), ()));
+        }
+        let mut all = m.drain();
+        all.sort();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        assert_eq!(m.slots(), 0);
+    }
+}

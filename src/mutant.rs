@@ -1,0 +1,21 @@
+//! Planted bugs for the loom mutant tests (`loom-tests/mutants.sh`), in one place.
+//!
+//! Each constant is `true` only under its `--cfg tls_session_cache_mutant=...`,
+//! never in normal builds; the code reads them as ordinary `if`s, so the hot paths
+//! carry no `cfg` blocks and the optimizer removes the dead branch.
+
+/// A replace trusts the pointer it saw before taking the partition mutex (check,
+/// then act) instead of the one it swapped out under the mutex.
+pub(crate) const SLOT_LOAD_STORE: bool = cfg!(tls_session_cache_mutant = "slot_load_store");
+
+/// A new id's eviction entry is filed after the shard write lock that linked it
+/// was released (a second step), instead of in the same critical section.
+pub(crate) const ORDER_AFTER_POINTER: bool = cfg!(tls_session_cache_mutant = "order_after_pointer");
+
+/// The capacity check and the increment are two steps instead of one CAS.
+pub(crate) const CAPACITY_CHECK_THEN_ACT: bool =
+    cfg!(tls_session_cache_mutant = "capacity_check_then_act");
+
+/// The cache's strong reference is dropped before the unlink.
+pub(crate) const RELEASE_BEFORE_UNLINK: bool =
+    cfg!(tls_session_cache_mutant = "release_before_unlink");

@@ -1,0 +1,367 @@
+//! The eviction order: partitions of entries in `(expiry, seq)` order, each behind
+//! its own mutex, each publishing its minimum in two atomics.
+//!
+//! A partition keeps its entries in a slab (reused, never shrunk below its peak)
+//! threaded two ways: a doubly linked FIFO list (`u32` links) for entries whose
+//! `(expiry, seq)` is not below the list's tail — the common case, sessions that
+//! share one timeout under a monotonic clock, O(1) — and a `BTreeMap` for the rest
+//! (O(log n)). The partition's minimum is the smaller of the list's head and the
+//! map's first entry; it is republished in `head_expiry` / `head_seq` whenever a
+//! `PartLock` is dropped, so the evictor can find the partition holding the global
+//! minimum without taking any lock.
+//!
+//! Lock order: a shard lock of the map may be held when a partition mutex is taken,
+//! never the reverse.
+
+use crate::session::Session;
+use crate::sync::{lock, AtomicU64, Mutex, MutexGuard, Ordering};
+use std::collections::BTreeMap;
+
+/// No entry (list end, empty list, free-list end).
+const NIL: u32 = u32::MAX;
+/// The `prev` of an entry filed in the sorted map rather than the list.
+const SORTED: u32 = u32::MAX - 1;
+/// The `prev` of a free slab entry.
+const FREE: u32 = u32::MAX - 2;
+
+/// `(expiry, seq)`: soonest expiry first, then oldest insert.
+pub(crate) type Key = (u64, u64);
+
+/// A partition's view of one linked session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head<P> {
+    pub(crate) ptr: *const Session<P>,
+    pub(crate) key: Key,
+}
+
+struct Entry<P> {
+    ptr: *const Session<P>,
+    expiry: u64,
+    seq: u64,
+    prev: u32,
+    next: u32,
+}
+
+impl<P> Entry<P> {
+    fn key(&self) -> Key {
+        (self.expiry, self.seq)
+    }
+}
+
+struct Inner<P> {
+    slab: Vec<Entry<P>>,
+    free: u32,
+    head: u32,
+    tail: u32,
+    sorted: BTreeMap<Key, u32>,
+    len: usize,
+}
+
+// SAFETY: the raw pointers are identities of sessions linked in the cache and are
+// only dereferenced by the cache under the rules of `docs/DESIGN.md`; the
+// sessions themselves are `Send + Sync` for the `P` the cache accepts.
+unsafe impl<P: Send + Sync> Send for Inner<P> {}
+
+impl<P> Inner<P> {
+    fn new() -> Self {
+        Inner {
+            slab: Vec::new(),
+            free: NIL,
+            head: NIL,
+            tail: NIL,
+            sorted: BTreeMap::new(),
+            len: 0,
+        }
+    }
+
+    fn alloc(&mut self, e: Entry<P>) -> u32 {
+        if self.free != NIL {
+            let i = self.free;
+            self.free = self.slab[i as usize].next;
+            self.slab[i as usize] = e;
+            i
+        } else {
+            let i =
+                u32::try_from(self.slab.len()).expect("fewer than 2^32 - 3 entries per partition");
+            assert!(i < FREE, "fewer than 2^32 - 3 entries per partition");
+            self.slab.push(e);
+            i
+        }
+    }
+
+    fn list_min(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
+    }
+
+    fn min(&self) -> Option<u32> {
+        let l = self.list_min();
+        let s = self.sorted.first_key_value().map(|(_, &i)| i);
+        match (l, s) {
+            (Some(a), Some(b)) => Some(
+                if self.slab[a as usize].key() <= self.slab[b as usize].key() {
+                    a
+                } else {
+                    b
+                },
+            ),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn head_of(&self, i: u32) -> Head<P> {
+        let e = &self.slab[i as usize];
+        Head {
+            ptr: e.ptr,
+            key: e.key(),
+        }
+    }
+}
+
+/// One partition, on its own cache lines.
+#[repr(align(128))]
+pub(crate) struct Part<P> {
+    head_expiry: AtomicU64,
+    head_seq: AtomicU64,
+    inner: Mutex<Inner<P>>,
+}
+
+/// All partitions.
+pub(crate) struct Order<P> {
+    parts: Box<[Part<P>]>,
+}
+
+impl<P> Order<P> {
+    /// `parts` partitions, rounded up to a power of two, 1 to 2^16.
+    pub(crate) fn new(parts: usize) -> Self {
+        let parts = parts.clamp(1, 1 << 16).next_power_of_two();
+        Order {
+            parts: (0..parts)
+                .map(|_| Part {
+                    head_expiry: AtomicU64::new(u64::MAX),
+                    head_seq: AtomicU64::new(u64::MAX),
+                    inner: Mutex::new(Inner::new()),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The partition of a key with this hash (bits the map's shard choice and
+    /// bucket index rarely use).
+    #[inline]
+    pub(crate) fn part_of(&self, hash: u64) -> usize {
+        (hash >> 24) as usize & (self.parts.len() - 1)
+    }
+
+    /// Locks partition `part`.
+    #[inline]
+    pub(crate) fn lock(&self, part: usize) -> PartLock<'_, P> {
+        let p = &self.parts[part];
+        PartLock {
+            part: p,
+            index: part,
+            inner: lock(&p.inner),
+        }
+    }
+
+    /// Locks the partition an entry position belongs to.
+    #[inline]
+    pub(crate) fn lock_pos(&self, pos: u64) -> PartLock<'_, P> {
+        self.lock((pos >> 32) as usize)
+    }
+
+    /// The partition whose published minimum is the smallest, without locking
+    /// (a hint: the caller re-reads it under the mutex). `None` if all look empty.
+    #[inline]
+    pub(crate) fn min_part(&self) -> Option<usize> {
+        let mut best: Option<(Key, usize)> = None;
+        for (i, p) in self.parts.iter().enumerate() {
+            let e = p.head_expiry.load(Ordering::Acquire);
+            if e == u64::MAX && p.head_seq.load(Ordering::Relaxed) == u64::MAX {
+                continue;
+            }
+            let k = (e, p.head_seq.load(Ordering::Relaxed));
+            if best.is_none_or(|(b, _)| k < b) {
+                best = Some((k, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Total entries (for tests: equals `len()` of the cache when quiescent).
+    pub(crate) fn len(&self) -> usize {
+        (0..self.parts.len()).map(|i| self.lock(i).inner.len).sum()
+    }
+}
+
+/// A locked partition. Dropping it republishes the partition's minimum.
+pub(crate) struct PartLock<'a, P> {
+    part: &'a Part<P>,
+    index: usize,
+    inner: MutexGuard<'a, Inner<P>>,
+}
+
+impl<P> PartLock<'_, P> {
+    /// Files a linked session; returns its position for the slot.
+    pub(crate) fn insert(&mut self, ptr: *const Session<P>, expiry: u64, seq: u64) -> u64 {
+        let inner = &mut *self.inner;
+        let key = (expiry, seq);
+        let in_order = inner.tail == NIL || inner.slab[inner.tail as usize].key() <= key;
+        let i = inner.alloc(Entry {
+            ptr,
+            expiry,
+            seq,
+            prev: if in_order { inner.tail } else { SORTED },
+            next: NIL,
+        });
+        if in_order {
+            if inner.tail == NIL {
+                inner.head = i;
+            } else {
+                let t = inner.tail as usize;
+                inner.slab[t].next = i;
+            }
+            inner.tail = i;
+        } else {
+            inner.sorted.insert(key, i);
+        }
+        inner.len += 1;
+        ((self.index as u64) << 32) | u64::from(i)
+    }
+
+    /// Removes the entry at `pos` (which must be in this partition and live).
+    pub(crate) fn remove(&mut self, pos: u64) {
+        debug_assert_eq!((pos >> 32) as usize, self.index);
+        let inner = &mut *self.inner;
+        let i = pos as u32;
+        let (prev, next, key) = {
+            let e = &inner.slab[i as usize];
+            debug_assert_ne!(e.prev, FREE, "removing a free entry");
+            (e.prev, e.next, e.key())
+        };
+        if prev == SORTED {
+            inner.sorted.remove(&key);
+        } else {
+            if prev == NIL {
+                inner.head = next;
+            } else {
+                inner.slab[prev as usize].next = next;
+            }
+            if next == NIL {
+                inner.tail = prev;
+            } else {
+                inner.slab[next as usize].prev = prev;
+            }
+        }
+        let free = inner.free;
+        let e = &mut inner.slab[i as usize];
+        e.ptr = std::ptr::null();
+        e.prev = FREE;
+        e.next = free;
+        inner.free = i;
+        inner.len -= 1;
+    }
+
+    /// Whether the entry at `pos` files exactly `ptr` (for debug checks).
+    pub(crate) fn files(&self, pos: u64, ptr: *const Session<P>) -> bool {
+        (pos >> 32) as usize == self.index
+            && self
+                .inner
+                .slab
+                .get(pos as u32 as usize)
+                .is_some_and(|e| e.ptr == ptr && e.prev != FREE)
+    }
+
+    /// The `(expiry, seq)` of the live entry at `pos`.
+    pub(crate) fn key_at(&self, pos: u64) -> Key {
+        self.inner.slab[pos as u32 as usize].key()
+    }
+
+    /// The partition's minimum.
+    pub(crate) fn min(&self) -> Option<Head<P>> {
+        self.inner.min().map(|i| self.inner.head_of(i))
+    }
+
+    /// The partition's smallest entry not filing `exclude`.
+    pub(crate) fn min_excluding(&self, exclude: *const Session<P>) -> Option<Head<P>> {
+        let inner = &*self.inner;
+        let mut cands = [NIL; 4];
+        if inner.head != NIL {
+            cands[0] = inner.head;
+            cands[1] = inner.slab[inner.head as usize].next;
+        }
+        let mut it = inner.sorted.values();
+        cands[2] = it.next().copied().unwrap_or(NIL);
+        cands[3] = it.next().copied().unwrap_or(NIL);
+        cands
+            .iter()
+            .filter(|&&i| i != NIL)
+            .map(|&i| inner.head_of(i))
+            .filter(|h| h.ptr != exclude)
+            .min_by_key(|h| h.key)
+    }
+}
+
+impl<P> Drop for PartLock<'_, P> {
+    fn drop(&mut self) {
+        let (e, s) = self.min().map_or((u64::MAX, u64::MAX), |h| h.key);
+        // Seq first, expiry last (Release): a reader that sees the new expiry sees
+        // at least this seq. Torn reads only make the hint approximate.
+        self.part.head_seq.store(s, Ordering::Relaxed);
+        self.part.head_expiry.store(e, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+
+    fn p(n: usize) -> *const Session<()> {
+        (n * 8) as *const Session<()>
+    }
+
+    #[test]
+    fn list_and_sorted_keep_the_minimum() {
+        let o: Order<()> = Order::new(1);
+        let mut l = o.lock(0);
+        let a = l.insert(p(1), 100, 1);
+        let b = l.insert(p(2), 100, 2);
+        let c = l.insert(p(3), 50, 3); // out of order: sorted map
+        let d = l.insert(p(4), 200, 4);
+        assert_eq!(l.min().unwrap().ptr, p(3));
+        assert_eq!(l.min_excluding(p(3)).unwrap().ptr, p(1));
+        l.remove(c);
+        assert_eq!(l.min().unwrap().ptr, p(1));
+        l.remove(a);
+        assert_eq!(l.min().unwrap().ptr, p(2));
+        assert_eq!(l.min_excluding(p(2)).unwrap().ptr, p(4));
+        l.remove(d);
+        l.remove(b);
+        assert!(l.min().is_none());
+        // Freed entries are reused.
+        let e = l.insert(p(5), 1, 5);
+        assert!(l.files(e, p(5)));
+        assert!((e as u32) < 4);
+        drop(l);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.min_part(), Some(0));
+    }
+
+    #[test]
+    fn heads_are_published_and_compared() {
+        let o: Order<()> = Order::new(4);
+        assert_eq!(o.min_part(), None);
+        o.lock(2).insert(p(1), 10, 5);
+        o.lock(1).insert(p(2), 10, 3);
+        let first = o.lock(3).insert(p(3), 9, 9);
+        assert_eq!(o.min_part(), Some(3));
+        let mut l = o.lock(3);
+        l.insert(p(4), 100, 10);
+        l.remove(first);
+        drop(l);
+        assert_eq!(o.min_part(), Some(1));
+    }
+}

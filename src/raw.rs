@@ -1,0 +1,453 @@
+//! The mechanism: linking, unlinking, lookup and eviction (how), with no policy.
+//!
+//! `Raw` knows nothing of modes, callbacks or statistics: it links and unlinks
+//! sessions under the rules of `docs/DESIGN.md` and hands every session it
+//! unlinks back to its caller (the policy layer in `cache.rs`), which decides what
+//! to do with it (mark it, count it, call the store) with no lock held.
+
+use crate::id::Id;
+use crate::map::ShardMap;
+use crate::mutant;
+use crate::order::{Head, Order};
+use crate::session::Session;
+use crate::slot::{drop_exclusive, mutant_release_early, shared_from_entry, Refs, Slot, Unlinked};
+use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
+use std::sync::Arc;
+
+/// What an add did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Added {
+    /// A new id was linked (the count grew by one).
+    New,
+    /// A different object with the id was replaced.
+    Replaced,
+    /// The identical object was already linked: nothing changed.
+    Same,
+}
+
+/// What linking into an existing slot did.
+enum Linked<P> {
+    Same,
+    Replaced(Unlinked<P>),
+}
+
+/// What one eviction attempt did.
+pub(crate) enum Evict<P> {
+    /// This session was unlinked; the caller owns the cache's strong reference.
+    Evicted(Arc<Session<P>>),
+    /// Another thread changed the chosen victim first: try again.
+    Raced,
+    /// Nothing is linked (the count is made of reservations in flight).
+    Empty,
+    /// The first session in the order does not expire before the bound.
+    NotBelow,
+}
+
+pub(crate) struct Raw<P: Send + Sync + 'static> {
+    map: ShardMap<Slot<P>>,
+    order: Order<P>,
+    /// Linked sessions plus reservations of adds in flight; never above
+    /// `capacity` except after `set_capacity` lowered it.
+    count: AtomicUsize,
+    capacity: AtomicUsize,
+    seq: AtomicU64,
+    /// The timeout (seconds) of sessions without their own.
+    timeout_secs: u64,
+    epoch: Epoch,
+}
+
+impl<P: Send + Sync + 'static> Raw<P> {
+    pub(crate) fn new(
+        shards: usize,
+        parts: usize,
+        capacity: usize,
+        timeout_secs: u64,
+        epoch: Epoch,
+    ) -> Self {
+        Raw {
+            map: ShardMap::new(shards),
+            order: Order::new(parts),
+            count: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(capacity),
+            seq: AtomicU64::new(1),
+            timeout_secs,
+            epoch,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_capacity(&self, capacity: usize) -> usize {
+        self.capacity.swap(capacity, Ordering::AcqRel)
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.map.slots()
+    }
+
+    pub(crate) fn entries(&self) -> usize {
+        self.order.len()
+    }
+
+    pub(crate) fn parts(&self) -> usize {
+        self.order.parts()
+    }
+
+    #[inline]
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new strong reference to the session linked under `key`.
+    #[inline]
+    pub(crate) fn get(&self, key: &Id) -> Option<Arc<Session<P>>> {
+        let guard = self.epoch.pin();
+        self.map.read(key, |slot| {
+            let slot = slot?;
+            loop {
+                if let Some(s) = slot.load(&guard).upgrade() {
+                    return Some(s);
+                }
+                // A replace (under this same read lock) released the session we
+                // loaded; the slot already holds its successor. Let it finish.
+                sync::backoff();
+            }
+        })
+    }
+
+    /// Links `s` (whose order is `expiry`), or replaces the session with its id,
+    /// or does nothing if `s` itself is linked (with `refile_same`, its entry then
+    /// moves to `expiry` if that changed). Sessions evicted to make room are passed
+    /// to `on_evict`, with no lock held.
+    pub(crate) fn add(
+        &self,
+        s: &Arc<Session<P>>,
+        expiry: u64,
+        refile_same: bool,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) -> Added {
+        let key = s.key();
+        let sp = Arc::as_ptr(s);
+        {
+            // The identical object or a replace: the shard read lock only.
+            let guard = self.epoch.pin();
+            let fast = self.map.read(key, |slot| {
+                slot.map(|slot| self.link_existing(slot, s, expiry, refile_same))
+            });
+            match fast {
+                None => {}
+                Some(Linked::Same) => return Added::Same,
+                Some(Linked::Replaced(old)) => {
+                    let old = old.release(&guard);
+                    drop(guard);
+                    drop(old);
+                    self.shrink_after_replace(sp, on_evict);
+                    return Added::Replaced;
+                }
+            }
+        }
+
+        // A new id: make room, then link under the write lock.
+        self.reserve(on_evict);
+        let guard = self.epoch.pin();
+        let mut refs = Some(Refs::new(s));
+        let mut filed_late = None;
+        let linked = self.map.write(*key, |slot| match slot {
+            Some(slot) => (None, Some(self.link_existing(slot, s, expiry, refile_same))),
+            None => {
+                let refs = refs.take().expect("linked once");
+                let part = self.order.part_of(self.map.hash(key));
+                if mutant::ORDER_AFTER_POINTER {
+                    // MUTANT (test-only cfg): publish the pointer now, file the
+                    // entry after the write lock is released.
+                    filed_late = Some(part);
+                    return (
+                        Some(Slot::new(refs, (part as u64) << 32 | u64::from(u32::MAX))),
+                        None,
+                    );
+                }
+                let pos = self
+                    .order
+                    .lock(part)
+                    .insert(refs.as_raw(), expiry, self.next_seq());
+                (Some(Slot::new(refs, pos)), None)
+            }
+        });
+        drop(refs);
+        if let Some(part) = filed_late {
+            // MUTANT (test-only cfg): the second step files the entry whether or
+            // not the id is still linked (round one's orphaned entries).
+            self.map.read(key, |slot| {
+                let mut l = self.order.lock(part);
+                let pos = l.insert(sp, expiry, self.next_seq());
+                if let Some(slot) = slot.filter(|slot| slot.holds(sp)) {
+                    slot.set_pos(pos);
+                }
+            });
+        }
+        match linked {
+            None => Added::New,
+            Some(Linked::Same) => {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                Added::Same
+            }
+            Some(Linked::Replaced(old)) => {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                let old = old.release(&guard);
+                drop(guard);
+                drop(old);
+                self.shrink_after_replace(sp, on_evict);
+                Added::Replaced
+            }
+        }
+    }
+
+    /// `s` into a slot that exists (shard read or write lock held by the caller).
+    fn link_existing(
+        &self,
+        slot: &Slot<P>,
+        s: &Arc<Session<P>>,
+        expiry: u64,
+        refile_same: bool,
+    ) -> Linked<P> {
+        let sp = Arc::as_ptr(s);
+        let seen = slot.raw();
+        if seen == sp {
+            if refile_same {
+                self.refile(slot, sp, expiry);
+            }
+            return Linked::Same;
+        }
+        let refs = Refs::new(s);
+        let mut part = self.order.lock_pos(slot.pos());
+        if !mutant::SLOT_LOAD_STORE && slot.holds(sp) {
+            // Another add linked this very object since we looked.
+            drop(part);
+            drop(refs);
+            return Linked::Same;
+        }
+        let old_pos = slot.pos();
+        let pos = part.insert(sp, expiry, self.next_seq());
+        part.remove(old_pos);
+        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is on.
+        unsafe { mutant_release_early(slot.raw()) };
+        let old = slot.replace(refs, pos, seen);
+        drop(part);
+        Linked::Replaced(old)
+    }
+
+    /// The identical object was added again with a new time: move its entry if its
+    /// expiry changed (keeping its insertion seq).
+    fn refile(&self, slot: &Slot<P>, sp: *const Session<P>, expiry: u64) {
+        let mut part = self.order.lock_pos(slot.pos());
+        if !slot.holds(sp) {
+            return; // replaced meanwhile
+        }
+        let old_pos = slot.pos();
+        let (old_expiry, seq) = part.key_at(old_pos);
+        if old_expiry == expiry {
+            return;
+        }
+        let pos = part.insert(sp, expiry, seq);
+        part.remove(old_pos);
+        slot.set_pos(pos);
+    }
+
+    /// Takes one place under the capacity, evicting as needed.
+    fn reserve(&self, on_evict: &mut dyn FnMut(Arc<Session<P>>)) {
+        loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            let c = self.count.load(Ordering::Acquire);
+            if cap == 0 || c < cap {
+                if mutant::CAPACITY_CHECK_THEN_ACT {
+                    // MUTANT (test-only cfg): the check and the increment are two steps.
+                    sync::backoff();
+                    self.count.fetch_add(1, Ordering::AcqRel);
+                    return;
+                }
+                if self
+                    .count
+                    .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            match self.evict_one(None, None) {
+                Evict::Evicted(s) => on_evict(s),
+                Evict::Raced => {}
+                // Everything counted is a reservation still being linked by
+                // another thread: let it finish.
+                Evict::Empty | Evict::NotBelow => sync::backoff(),
+            }
+        }
+    }
+
+    /// A replace returns true, so (as OpenSSL) the cache must fit its limit
+    /// counting the added session: only possible to break after the limit was
+    /// lowered. Evicts, soonest expiry first, never the session just linked.
+    fn shrink_after_replace(
+        &self,
+        linked: *const Session<P>,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) {
+        loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            if cap == 0 || self.count.load(Ordering::Acquire) <= cap {
+                return;
+            }
+            match self.evict_one(Some(linked), None) {
+                Evict::Evicted(s) => on_evict(s),
+                Evict::Raced => {}
+                Evict::Empty | Evict::NotBelow => return,
+            }
+        }
+    }
+
+    /// Unlinks the first session in the order (never `exclude`; with `below`, only
+    /// if it expires before that time: `below > expiry`).
+    ///
+    /// Cost: the partition heads are read without locks; one partition mutex is
+    /// taken to read the victim's entry and id, then the victim's shard write lock
+    /// (with the same partition mutex inside) to unlink it. With `exclude` (the
+    /// rare shrink after a lowered capacity) every partition is locked once.
+    pub(crate) fn evict_one(
+        &self,
+        exclude: Option<*const Session<P>>,
+        below: Option<u64>,
+    ) -> Evict<P> {
+        let guard = self.epoch.pin();
+        let read = |part: usize| -> Option<(Head<P>, Id)> {
+            let l = self.order.lock(part);
+            let head = match exclude {
+                None => l.min(),
+                Some(ex) => l.min_excluding(ex),
+            }?;
+            // SAFETY: the entry is present under its partition mutex, so its session
+            // is linked (every unlink removes the entry under this mutex first);
+            // `guard` was pinned before the read and outlives the borrow.
+            let id = *unsafe { shared_from_entry(head.ptr, &guard).deref_linked() }.key();
+            Some((head, id))
+        };
+        let victim = match exclude {
+            None => {
+                let Some(part) = self.order.min_part() else {
+                    return Evict::Empty;
+                };
+                match read(part) {
+                    Some(v) => v,
+                    None => return Evict::Raced,
+                }
+            }
+            Some(_) => {
+                let best = (0..self.order.parts())
+                    .filter_map(read)
+                    .min_by_key(|(h, _)| h.key);
+                match best {
+                    Some(v) => v,
+                    None => return Evict::Empty,
+                }
+            }
+        };
+        let (head, id) = victim;
+        if below.is_some_and(|t| head.key.0 >= t) {
+            return Evict::NotBelow;
+        }
+        let timeout_secs = self.timeout_secs;
+        let unlinked = self.map.remove_if(&id, |slot| {
+            // The write lock excludes replacers: the pointer is stable here. The
+            // allocation cannot have been reused (no ABA): we are pinned.
+            if !slot.holds(head.ptr) {
+                return false;
+            }
+            if let Some(t) = below {
+                // SAFETY: the slot holds this session under the write lock, so it
+                // is linked; the guard outlives the borrow.
+                let s = unsafe { shared_from_entry(head.ptr, &guard).deref_linked() };
+                if s.expiry(timeout_secs) >= t {
+                    return false; // its time moved on since it was filed
+                }
+            }
+            self.unfile(slot);
+            true
+        });
+        match unlinked {
+            Some(slot) => Evict::Evicted(slot.into_unlinked().release(&guard)),
+            None => Evict::Raced,
+        }
+    }
+
+    /// Removes `slot`'s entry and its count (under the shard write lock, inside
+    /// `remove_if`).
+    fn unfile(&self, slot: &Slot<P>) {
+        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is on.
+        unsafe { mutant_release_early(slot.raw()) };
+        let pos = slot.pos();
+        let mut part = self.order.lock_pos(pos);
+        if mutant::ORDER_AFTER_POINTER && !part.files(pos, slot.raw()) {
+            // MUTANT (test-only cfg): the entry is not filed yet.
+        } else {
+            part.remove(pos);
+        }
+        drop(part);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Unlinks the session under `key` (only if it is `expect`, when given) and
+    /// returns the cache's strong reference to it.
+    pub(crate) fn remove(
+        &self,
+        key: &Id,
+        expect: Option<*const Session<P>>,
+    ) -> Option<Arc<Session<P>>> {
+        let guard = self.epoch.pin();
+        let slot = self.map.remove_if(key, |slot| {
+            if expect.is_some_and(|p| !slot.holds(p)) {
+                return false;
+            }
+            self.unfile(slot);
+            true
+        })?;
+        let s = slot.into_unlinked().release(&guard);
+        drop(guard);
+        Some(s)
+    }
+
+    /// Unlinks, in order, every session expired at `t` (`t > expiry`; `t == 0`:
+    /// every session), passing each to `on_remove` with no lock held. Removes at
+    /// most as many sessions as were linked when it started.
+    pub(crate) fn flush(&self, t: u64, on_remove: &mut dyn FnMut(Arc<Session<P>>)) -> usize {
+        let mut budget = self.len();
+        let mut removed = 0;
+        while budget > 0 {
+            match self.evict_one(None, (t != 0).then_some(t)) {
+                Evict::Evicted(s) => {
+                    budget -= 1;
+                    removed += 1;
+                    on_remove(s);
+                }
+                Evict::Raced => budget -= 1,
+                Evict::Empty | Evict::NotBelow => break,
+            }
+        }
+        removed
+    }
+}
+
+impl<P: Send + Sync + 'static> Drop for Raw<P> {
+    fn drop(&mut self) {
+        // Exclusive access: release every reference still held, now.
+        for slot in self.map.drain() {
+            drop(drop_exclusive(slot));
+        }
+    }
+}
