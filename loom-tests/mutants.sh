@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 # mutant | test file | model (test name) | time limit (s)
 MUTANTS=(
-    "slot_load_store|loom_remove|model_07_remove_if_same_replace|300"
+    "slot_load_store|loom_v2|model_14_replace_replace|300"
+    "order_after_pointer|loom_remove|model_03a_add_remove_new_id|300"
     "capacity_check_then_act|loom_add|model_08a_full_cache_capacity_1|300"
     "release_before_unlink|loom_remove|model_04a_remove_remove|300"
 )

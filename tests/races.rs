@@ -1,0 +1,222 @@
+//! Brute-force probes on real threads for the races of issue 11, where loom's
+//! bounds cannot reach: many iterations, real preemption, different expiries.
+//!
+//! - `flush_never_removes_unexpired`: a replacer alternates an expired and a
+//!   long-lived session under 8 ids while another thread flushes; every session a
+//!   flush hands to the store must be expired (round one: about half were not).
+//! - `index_has_no_orphans`: replaces that lower the expiry race removes of the same
+//!   ids; afterwards the eviction order holds exactly one entry per cached session.
+//! - `concurrent_adds_of_one_object_stay_consistent`: two threads add the same
+//!   objects while a third forces evictions.
+//! - `eviction_order_deviation_is_bounded`: T threads add sessions of increasing
+//!   expiry into a full cache; the survivors differ from the exact order by at
+//!   most T sessions.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tls_session_cache::{ManualClock, Session, SessionCache, SessionStore};
+
+const NOW: u64 = 1_700_000_000;
+
+/// Payload: whether the session is long-lived, and an identity.
+struct P {
+    long_lived: bool,
+    n: u64,
+}
+
+#[derive(Default)]
+struct Removed {
+    long_lived_flushed: AtomicUsize,
+    expired_flushed: AtomicUsize,
+}
+
+impl SessionStore<P> for Arc<Removed> {
+    fn remove_session(&self, s: &Arc<Session<P>>) {
+        if s.payload().long_lived {
+            self.long_lived_flushed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.expired_flushed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn iterations() -> u64 {
+    std::env::var("RACES_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
+#[test]
+fn flush_never_removes_unexpired() {
+    let removed = Arc::new(Removed::default());
+    let cache: SessionCache<P> = SessionCache::builder()
+        .capacity(0)
+        .timeout(Duration::from_secs(300))
+        .clock(ManualClock::new(NOW))
+        .store(removed.clone())
+        .build();
+    let stop = AtomicBool::new(false);
+    let flushed = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                flushed.fetch_add(cache.flush(NOW) as u64, Ordering::Relaxed);
+            }
+        });
+        for n in 0..iterations() {
+            let long_lived = n % 2 == 1;
+            let time = if long_lived { NOW } else { NOW - 1_000 };
+            let id = [(n % 8) as u8; 32];
+            let s = Arc::new(
+                Session::new(&id, b"", P { long_lived, n })
+                    .unwrap()
+                    .with_time(time),
+            );
+            cache.add(&s);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let flushed = flushed.load(Ordering::Relaxed);
+    assert_eq!(
+        removed.long_lived_flushed.load(Ordering::Relaxed),
+        0,
+        "flush removed long-lived sessions ({flushed} removals in all)"
+    );
+    assert_eq!(removed.expired_flushed.load(Ordering::Relaxed) as u64, flushed);
+    assert!(flushed > 0, "the probe raced nothing: no flush removal at all");
+    assert_eq!(cache.__index_entries(), cache.len());
+    assert_eq!(cache.__slots(), cache.len());
+}
+
+#[test]
+fn index_has_no_orphans() {
+    let cache: SessionCache<P> = SessionCache::builder()
+        .capacity(0)
+        .timeout(Duration::MAX)
+        .clock(ManualClock::new(NOW))
+        .build();
+    let n = iterations();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Replaces with a falling expiry (the case round one re-filed).
+            for i in 0..n {
+                let id = [(i % 8) as u8; 32];
+                let s = Session::new(&id, b"", P { long_lived: true, n: i })
+                    .unwrap()
+                    .with_time(NOW)
+                    .with_timeout(Duration::from_secs(1_000_000 - (i % 1_000)));
+                cache.add(&Arc::new(s));
+            }
+        });
+        scope.spawn(|| {
+            for i in 0..n {
+                let id = [(i % 8) as u8; 32];
+                let probe = Arc::new(Session::new(&id, b"", P { long_lived: true, n: i }).unwrap());
+                cache.remove(&probe);
+            }
+        });
+    });
+    assert!(cache.len() <= 8);
+    assert_eq!(cache.__index_entries(), cache.len(), "orphaned entries");
+    assert_eq!(cache.__slots(), cache.len());
+    // Every remaining entry is evictable: flushing everything empties the order.
+    cache.flush(0);
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.__index_entries(), 0);
+}
+
+#[test]
+fn concurrent_adds_of_one_object_stay_consistent() {
+    let cache: SessionCache<P> = SessionCache::builder()
+        .capacity(4)
+        .clock(ManualClock::new(NOW))
+        .build();
+    let objects: Vec<Arc<Session<P>>> = (0..16u64)
+        .map(|n| {
+            Arc::new(
+                Session::new(&[n as u8 + 1; 32], b"", P { long_lived: true, n })
+                    .unwrap()
+                    .with_time(NOW),
+            )
+        })
+        .collect();
+    let rounds = iterations() / 10;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for r in 0..rounds {
+                    cache.add(&objects[(r % 16) as usize]);
+                }
+            });
+        }
+        scope.spawn(|| {
+            for r in 0..rounds {
+                let s = Session::new(&(r + 1_000).to_le_bytes(), b"", P { long_lived: false, n: r })
+                    .unwrap()
+                    .with_time(NOW);
+                cache.add(&Arc::new(s));
+            }
+        });
+    });
+    assert!(cache.len() <= 4);
+    assert_eq!(cache.__index_entries(), cache.len());
+    assert_eq!(cache.__slots(), cache.len());
+    drop(cache);
+    for o in &objects {
+        assert_eq!(Arc::strong_count(o), 1, "a reference leaked or was lost");
+    }
+}
+
+#[test]
+fn eviction_order_deviation_is_bounded() {
+    const CAP: usize = 256;
+    let threads = 2usize;
+    let per_thread = (iterations() / 20).max(1_000);
+    for _round in 0..5 {
+        let cache: SessionCache<P> = SessionCache::builder()
+            .capacity(CAP)
+            .timeout(Duration::from_secs(300))
+            .clock(ManualClock::new(NOW))
+            .partitions(8)
+            .build();
+        // Expiry = creation order: a global counter stamps each session's time
+        // just before its add.
+        let clock = AtomicU64::new(NOW);
+        let created: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..threads as u64 {
+                let (cache, clock, created) = (&cache, &clock, &created);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..per_thread as u64 {
+                        let time = clock.fetch_add(1, Ordering::SeqCst);
+                        let n = (t << 32) | i;
+                        let s = Session::new(&n.to_le_bytes(), b"", P { long_lived: true, n })
+                            .unwrap()
+                            .with_time(time);
+                        cache.add(&Arc::new(s));
+                        mine.push((time, n));
+                    }
+                    created.lock().unwrap().extend(mine);
+                });
+            }
+        });
+        let mut created = created.into_inner().unwrap();
+        created.sort();
+        let newest: HashSet<u64> = created.iter().rev().take(CAP).map(|&(_, n)| n).collect();
+        let survivors: Vec<u64> = created
+            .iter()
+            .filter(|&&(_, n)| cache.get(&n.to_le_bytes(), b"").is_some())
+            .map(|&(_, n)| n)
+            .collect();
+        assert_eq!(survivors.len(), CAP);
+        let out_of_order = survivors.iter().filter(|n| !newest.contains(n)).count();
+        assert!(
+            out_of_order <= threads,
+            "{out_of_order} survivors are not among the {CAP} newest ({threads} threads)"
+        );
+    }
+}
