@@ -323,7 +323,8 @@ impl Peer for Rustls {
     }
 }
 
-// ---- key → Arc<payload> maps: moka, quick_cache, DashMap, Mutex<HashMap>, hashbrown
+// ---- key → Arc<payload> maps: moka, quick_cache, DashMap (SipHash and foldhash),
+// Mutex<HashMap>, hashbrown
 
 pub type Value = Arc<Payload>;
 
@@ -394,6 +395,7 @@ impl Peer for Quick {
     }
 }
 
+/// `DashMap` with its default hasher (std's SipHash-1-3).
 pub struct Dash(pub dashmap::DashMap<Id, Value>);
 
 impl Peer for Dash {
@@ -403,6 +405,44 @@ impl Peer for Dash {
     type Local = ();
     fn new(_capacity: usize) -> Self {
         Dash(dashmap::DashMap::new())
+    }
+    fn make(&self, id: &Id, payload: &Payload) -> Self::Obj {
+        (*id, Arc::new(*payload))
+    }
+    fn local(&self) {}
+    #[inline]
+    fn add(&self, _: &mut (), o: &Self::Obj) {
+        std::hint::black_box(self.0.insert(o.0, o.1.clone()));
+    }
+    #[inline]
+    fn get(&self, _: &mut (), id: &Id) -> bool {
+        let r = self.0.get(id).map(|v| v.value().clone());
+        std::hint::black_box(&r);
+        r.is_some()
+    }
+    #[inline]
+    fn remove(&self, _: &mut (), o: &Self::Obj) -> bool {
+        self.0.remove(&o.0).is_some()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The substrate: a bare `DashMap` keyed by the same hasher as ours
+/// (`foldhash::quality::RandomState`, a random seed per map), one `Arc` clone
+/// per hit. Everything ours does beyond this map is the price of its semantics.
+pub struct DashFold(pub dashmap::DashMap<Id, Value, foldhash::quality::RandomState>);
+
+impl Peer for DashFold {
+    const NAME: &'static str = "dashmap_foldhash";
+    const BOUNDED: bool = false;
+    type Obj = (Id, Value);
+    type Local = ();
+    fn new(_capacity: usize) -> Self {
+        DashFold(dashmap::DashMap::with_hasher(
+            foldhash::quality::RandomState::default(),
+        ))
     }
     fn make(&self, id: &Id, payload: &Payload) -> Self::Obj {
         (*id, Arc::new(*payload))
