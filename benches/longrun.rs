@@ -83,19 +83,15 @@ const FRESH_POOL: usize = 2 * CAPACITY;
 
 /// Ours with `p` eviction partitions, for `--partitions`.
 fn ours_with_partitions(p: usize) -> SessionCache<Payload> {
-    // TODO(core): enable `.partitions(p)` once `Builder::partitions` exists, and
-    // set `PARTITIONS_WIRED` to true. Until then `p` is ignored: every row of the
-    // partitions table builds the default cache.
-    let _ = p;
     SessionCache::builder()
         .capacity(CAPACITY)
         .timeout(Duration::from_secs(TIMEOUT_SECS))
-        // .partitions(p)
+        .partitions(p)
         .build()
 }
 
 /// Whether `ours_with_partitions` passes `p` on (printed in the table's title).
-const PARTITIONS_WIRED: bool = false;
+const PARTITIONS_WIRED: bool = true;
 
 // ------------------------------------------------------------------ workloads
 

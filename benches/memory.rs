@@ -214,6 +214,7 @@ fn main() {
         rows.push(measure::<Moka>(n));
         rows.push(measure::<Quick>(n));
         rows.push(measure::<Dash>(n));
+        rows.push(measure::<DashFold>(n));
         rows.push(measure::<MutexMap>(n));
         rows.push(measure::<Hashbrown>(n));
     }

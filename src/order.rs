@@ -149,11 +149,10 @@ impl<P> Order<P> {
         self.parts.len()
     }
 
-    /// The partition of a key with this hash (bits the map's shard choice and
-    /// bucket index rarely use).
+    /// The partition of a key with this spread value (its top bits).
     #[inline]
-    pub(crate) fn part_of(&self, hash: u64) -> usize {
-        (hash >> 24) as usize & (self.parts.len() - 1)
+    pub(crate) fn part_of(&self, spread: u64) -> usize {
+        (spread >> 40) as usize & (self.parts.len() - 1)
     }
 
     /// Locks partition `part`.

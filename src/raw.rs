@@ -53,6 +53,8 @@ pub(crate) struct Raw<P: Send + Sync + 'static> {
     seq: AtomicU64,
     /// The timeout (seconds) of sessions without their own.
     timeout_secs: u64,
+    /// Random per cache: spreads ids over the eviction partitions.
+    seed: u64,
     epoch: Epoch,
 }
 
@@ -71,6 +73,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             capacity: AtomicUsize::new(capacity),
             seq: AtomicU64::new(1),
             timeout_secs,
+            seed: crate::sync::random_seed(),
             epoch,
         }
     }
@@ -136,35 +139,34 @@ impl<P: Send + Sync + 'static> Raw<P> {
     ) -> Added {
         let key = s.key();
         let sp = Arc::as_ptr(s);
-        {
-            // The identical object or a replace: the shard read lock only.
-            let guard = self.epoch.pin();
-            let fast = self.map.read(key, |slot| {
-                slot.map(|slot| self.link_existing(slot, s, expiry, refile_same))
-            });
-            match fast {
-                None => {}
-                Some(Linked::Same) => return Added::Same,
-                Some(Linked::Replaced(old)) => {
-                    let old = old.release(&guard);
-                    drop(guard);
-                    drop(old);
-                    self.shrink_after_replace(sp, on_evict);
-                    return Added::Replaced;
-                }
+        // The identical object or a replace: the shard read lock only. No guard is
+        // needed to link or to compare: only releasing a replaced session defers
+        // to the epoch (readers that loaded it are pinned, so it waits for them).
+        let fast = self.map.read(key, |slot| {
+            slot.map(|slot| self.link_existing(slot, s, expiry, refile_same))
+        });
+        match fast {
+            None => {}
+            Some(Linked::Same) => return Added::Same,
+            Some(Linked::Replaced(old)) => {
+                let guard = self.epoch.pin();
+                let old = old.release(&guard);
+                drop(guard);
+                drop(old);
+                self.shrink_after_replace(sp, on_evict);
+                return Added::Replaced;
             }
         }
 
         // A new id: make room, then link under the write lock.
         self.reserve(on_evict);
-        let guard = self.epoch.pin();
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
         let linked = self.map.write(*key, |slot| match slot {
             Some(slot) => (None, Some(self.link_existing(slot, s, expiry, refile_same))),
             None => {
                 let refs = refs.take().expect("linked once");
-                let part = self.order.part_of(self.map.hash(key));
+                let part = self.order.part_of(key.spread(self.seed));
                 if mutant::ORDER_AFTER_POINTER {
                     // MUTANT (test-only cfg): publish the pointer now, file the
                     // entry after the write lock is released.
@@ -201,6 +203,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             Some(Linked::Replaced(old)) => {
                 self.count.fetch_sub(1, Ordering::AcqRel);
+                let guard = self.epoch.pin();
                 let old = old.release(&guard);
                 drop(guard);
                 drop(old);
@@ -409,7 +412,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
         key: &Id,
         expect: Option<*const Session<P>>,
     ) -> Option<Arc<Session<P>>> {
-        let guard = self.epoch.pin();
+        // `expect` is held by the caller (no ABA); a guard is needed only to defer
+        // the weak reference of what we unlink.
         let slot = self.map.remove_if(key, |slot| {
             if expect.is_some_and(|p| !slot.holds(p)) {
                 return false;
@@ -417,6 +421,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             self.unfile(slot);
             true
         })?;
+        let guard = self.epoch.pin();
         let s = slot.into_unlinked().release(&guard);
         drop(guard);
         Some(s)

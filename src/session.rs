@@ -15,6 +15,7 @@ pub const MAX_SID_CTX_LEN: usize = 32;
 
 /// Up to 32 bytes stored inline: session id contexts.
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct Bytes32 {
     len: u8,
     bytes: [u8; 32],
@@ -94,14 +95,18 @@ impl fmt::Debug for Bytes32 {
 /// assert!(!format!("{s:?}").contains("[1, 2, 3]"));
 /// # Ok::<(), tls_session_cache::Error>(())
 /// ```
+// `repr(C)`: what a lookup reads (time, timeout, flags, then the id context) comes
+// first, right after the `Arc`'s two counts, so that a hit usually touches one
+// cache line of the session; the id (read by adds and evictions) comes after.
+#[repr(C)]
 pub struct Session<P> {
-    id: Id,
     time: AtomicU64,
     /// Whole seconds; meaningful only when `has_timeout`.
     timeout_secs: u64,
-    sid_ctx: Bytes32,
     has_timeout: bool,
     resumable: AtomicBool,
+    sid_ctx: Bytes32,
+    id: Id,
     payload: P,
 }
 
@@ -278,6 +283,14 @@ mod tests {
         let s = Session::new(b"a", b"", ()).unwrap().with_time(100);
         assert!(!s.is_expired_at(400, Duration::from_secs(300)));
         assert!(s.is_expired_at(401, Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn header_is_96_bytes_and_lookup_fields_come_first() {
+        // Beyond the payload (and the `Arc`'s 16 bytes of counts).
+        assert_eq!(std::mem::size_of::<Session<()>>(), 96);
+        assert_eq!(std::mem::offset_of!(Session<()>, time), 0);
+        assert!(std::mem::offset_of!(Session<()>, sid_ctx) < 24);
     }
 
     #[test]

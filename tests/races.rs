@@ -85,8 +85,14 @@ fn flush_never_removes_unexpired() {
         0,
         "flush removed long-lived sessions ({flushed} removals in all)"
     );
-    assert_eq!(removed.expired_flushed.load(Ordering::Relaxed) as u64, flushed);
-    assert!(flushed > 0, "the probe raced nothing: no flush removal at all");
+    assert_eq!(
+        removed.expired_flushed.load(Ordering::Relaxed) as u64,
+        flushed
+    );
+    assert!(
+        flushed > 0,
+        "the probe raced nothing: no flush removal at all"
+    );
     assert_eq!(cache.__index_entries(), cache.len());
     assert_eq!(cache.__slots(), cache.len());
 }
@@ -104,17 +110,34 @@ fn index_has_no_orphans() {
             // Replaces with a falling expiry (the case round one re-filed).
             for i in 0..n {
                 let id = [(i % 8) as u8; 32];
-                let s = Session::new(&id, b"", P { long_lived: true, n: i })
-                    .unwrap()
-                    .with_time(NOW)
-                    .with_timeout(Duration::from_secs(1_000_000 - (i % 1_000)));
+                let s = Session::new(
+                    &id,
+                    b"",
+                    P {
+                        long_lived: true,
+                        n: i,
+                    },
+                )
+                .unwrap()
+                .with_time(NOW)
+                .with_timeout(Duration::from_secs(1_000_000 - (i % 1_000)));
                 cache.add(&Arc::new(s));
             }
         });
         scope.spawn(|| {
             for i in 0..n {
                 let id = [(i % 8) as u8; 32];
-                let probe = Arc::new(Session::new(&id, b"", P { long_lived: true, n: i }).unwrap());
+                let probe = Arc::new(
+                    Session::new(
+                        &id,
+                        b"",
+                        P {
+                            long_lived: true,
+                            n: i,
+                        },
+                    )
+                    .unwrap(),
+                );
                 cache.remove(&probe);
             }
         });
@@ -137,9 +160,16 @@ fn concurrent_adds_of_one_object_stay_consistent() {
     let objects: Vec<Arc<Session<P>>> = (0..16u64)
         .map(|n| {
             Arc::new(
-                Session::new(&[n as u8 + 1; 32], b"", P { long_lived: true, n })
-                    .unwrap()
-                    .with_time(NOW),
+                Session::new(
+                    &[n as u8 + 1; 32],
+                    b"",
+                    P {
+                        long_lived: true,
+                        n,
+                    },
+                )
+                .unwrap()
+                .with_time(NOW),
             )
         })
         .collect();
@@ -154,9 +184,16 @@ fn concurrent_adds_of_one_object_stay_consistent() {
         }
         scope.spawn(|| {
             for r in 0..rounds {
-                let s = Session::new(&(r + 1_000).to_le_bytes(), b"", P { long_lived: false, n: r })
-                    .unwrap()
-                    .with_time(NOW);
+                let s = Session::new(
+                    &(r + 1_000).to_le_bytes(),
+                    b"",
+                    P {
+                        long_lived: false,
+                        n: r,
+                    },
+                )
+                .unwrap()
+                .with_time(NOW);
                 cache.add(&Arc::new(s));
             }
         });
@@ -194,9 +231,16 @@ fn eviction_order_deviation_is_bounded() {
                     for i in 0..per_thread as u64 {
                         let time = clock.fetch_add(1, Ordering::SeqCst);
                         let n = (t << 32) | i;
-                        let s = Session::new(&n.to_le_bytes(), b"", P { long_lived: true, n })
-                            .unwrap()
-                            .with_time(time);
+                        let s = Session::new(
+                            &n.to_le_bytes(),
+                            b"",
+                            P {
+                                long_lived: true,
+                                n,
+                            },
+                        )
+                        .unwrap()
+                        .with_time(time);
                         cache.add(&Arc::new(s));
                         mine.push((time, n));
                     }

@@ -693,14 +693,22 @@ fn update_cache_skips_non_resumable() {
     for _ in 0..256 {
         assert!(!c.update_cache(&s));
     }
-    assert_eq!(c.len(), 1, "256 refused calls did not trigger the auto-flush");
+    assert_eq!(
+        c.len(),
+        1,
+        "256 refused calls did not trigger the auto-flush"
+    );
     let fresh = sess(b"fresh", T0, 300);
     for _ in 0..255 {
         c.update_cache(&fresh);
     }
     r.take_events();
     c.update_cache(&fresh);
-    assert_eq!(c.len(), 1, "the 256th accepted call flushed the expired session");
+    assert_eq!(
+        c.len(),
+        1,
+        "the 256th accepted call flushed the expired session"
+    );
     assert!(!expired.is_resumable());
 }
 

@@ -32,7 +32,11 @@ fn model_11_replace_flush_different_expiries() {
         assert!(added);
         assert!(flushed <= 1, "flushed {flushed}");
         assert!(s2.is_resumable(), "the long-lived session was flushed");
-        assert_eq!(s1.is_resumable(), flushed == 0, "s1 flushed iff flush removed one");
+        assert_eq!(
+            s1.is_resumable(),
+            flushed == 0,
+            "s1 flushed iff flush removed one"
+        );
         assert_eq!(Arc::strong_count(&s1), 1);
         assert_eq!(Arc::strong_count(&s2), 2);
         assert_quiescent(&cache, 1);
@@ -123,7 +127,10 @@ fn model_13_add_add_same_object_eviction() {
             assert_eq!(evictions, 2, "s evicted, then t evicted by the re-link");
         }
         if s_cached && !s.is_resumable() {
-            assert!(r1 && r2, "a non-resumable s is cached only after add, evict, add");
+            assert!(
+                r1 && r2,
+                "a non-resumable s is cached only after add, evict, add"
+            );
         }
         match cached_tag(&cache, b"t") {
             Some(1) => assert!(!s_cached),
@@ -158,9 +165,16 @@ fn model_14_replace_replace() {
         let r1 = t.join().unwrap();
 
         assert!(r1 && r2, "both are replaces");
-        assert_eq!(Arc::strong_count(&a0), 1, "a0 released once, by one replacer");
+        assert_eq!(
+            Arc::strong_count(&a0),
+            1,
+            "a0 released once, by one replacer"
+        );
         let (n1, n2) = (Arc::strong_count(&a1), Arc::strong_count(&a2));
-        assert!((n1, n2) == (2, 1) || (n1, n2) == (1, 2), "counts a1={n1} a2={n2}");
+        assert!(
+            (n1, n2) == (2, 1) || (n1, n2) == (1, 2),
+            "counts a1={n1} a2={n2}"
+        );
         assert_quiescent(&cache, 1);
         assert_eq!(cached_tag(&cache, b"id"), Some(if n1 == 2 { 1 } else { 2 }));
         // The one entry carries the winner's order: flushing just after the

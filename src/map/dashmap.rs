@@ -20,12 +20,6 @@ impl<V> ShardMap<V> {
         }
     }
 
-    /// The map's keyed hash of `k` (attacker-chosen ids cannot aim at one shard).
-    #[inline]
-    pub(crate) fn hash(&self, k: &Id) -> u64 {
-        self.inner.hash_usize(k) as u64
-    }
-
     /// Runs `f` on the value for `k` (if any) under the shard's read lock.
     #[inline]
     pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<&V>) -> R) -> R {

@@ -21,7 +21,7 @@ impl<V> ShardMap<V> {
         }
     }
 
-    pub(crate) fn hash(&self, k: &Id) -> u64 {
+    fn hash(&self, k: &Id) -> u64 {
         BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
     }
 

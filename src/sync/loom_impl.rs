@@ -44,12 +44,20 @@ impl Epoch {
     }
 }
 
-/// One stripe under loom.
-pub(crate) fn thread_stripe() -> usize {
-    0
+/// One shared stripe under loom (every loom thread adds with a read-modify-write).
+pub(crate) fn thread_stripe() -> Option<usize> {
+    None
 }
+
+/// Under loom every counter update is a read-modify-write.
+pub(crate) const EXCLUSIVE_STRIPES: bool = false;
 
 /// Two shards and two partitions: enough for cross-shard races, small state space.
 pub(crate) fn default_shards_and_parts() -> (usize, usize) {
     (2, 2)
+}
+
+/// A fixed seed: models must be deterministic.
+pub(crate) fn random_seed() -> u64 {
+    0x5EED
 }

@@ -27,28 +27,56 @@ impl Epoch {
     }
 }
 
-/// A stripe index for this thread (threads get consecutive indices in creation
-/// order), used to spread counters over cache lines.
+/// This thread's stripe index: a small number unique among the live threads of
+/// the process (indices of exited threads are reused), so that a thread whose
+/// index is below a cache's stripe count is the only writer of that stripe.
+/// `None` while the thread-local is being destroyed (at thread exit).
 #[inline]
-pub(crate) fn thread_stripe() -> usize {
-    use std::cell::Cell;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(v);
-        v
-    })
+pub(crate) fn thread_stripe() -> Option<usize> {
+    THREAD_INDEX.try_with(|i| i.0).ok()
 }
+
+/// Indices handed back by exited threads. The mutex orders the last writes of a
+/// thread to its stripes before the first writes of the next thread that gets its
+/// index (release on push, acquire on pop).
+static FREE_INDICES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+struct ThreadIndex(usize);
+
+impl ThreadIndex {
+    fn new() -> Self {
+        let reused = FREE_INDICES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        ThreadIndex(reused.unwrap_or_else(|| NEXT_INDEX.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl Drop for ThreadIndex {
+    fn drop(&mut self) {
+        FREE_INDICES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.0);
+    }
+}
+
+thread_local! {
+    static THREAD_INDEX: ThreadIndex = ThreadIndex::new();
+}
+
+/// Whether a thread whose stripe index is below the stripe count writes its stripe
+/// alone (plain load and store instead of a read-modify-write).
+pub(crate) const EXCLUSIVE_STRIPES: bool = true;
 
 /// The default number of map shards and eviction partitions for this machine.
 pub(crate) fn default_shards_and_parts() -> (usize, usize) {
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     (cores * 4, cores.next_power_of_two().clamp(4, 64))
+}
+
+/// A random seed (std's randomly keyed hasher, hashing a counter).
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    static N: AtomicU64 = AtomicU64::new(0);
+    RandomState::new().hash_one(N.fetch_add(1, Ordering::Relaxed))
 }
