@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
 # cargo-fuzz 0.13 builds with the stable toolchain when RUSTC_BOOTSTRAP=1 lets it
-# use the nightly-only sanitizer flags (see ../shared/TRAPS.md).
+# use the nightly-only sanitizer flags (-Zsanitizer=address; see docs/FUZZING.md).
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.1 --locked || exit 1
 fi
