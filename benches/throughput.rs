@@ -250,7 +250,14 @@ fn run_ops<C: Peer>(s: &Setup<C>, st: &mut ThreadState<C>, iters: u64) {
 }
 
 /// One timed sample: `threads` threads each run `iters` operations between two
-/// barriers; returns the wall time between them.
+/// barriers; returns the span from the first worker leaving the start barrier to
+/// the last worker finishing, as the workers themselves read the clock.
+///
+/// An earlier version let the main thread read the clock after the start barrier:
+/// with as many workers as cores the main thread was often not scheduled until a
+/// worker blocked, so it started its clock late and short samples looked much
+/// faster than they were (this hid the collapse of lock-bound peers at 2 threads
+/// that the long-run harness, `benches/longrun.rs`, shows).
 fn sample<C: Peer>(s: &Setup<C>, iters: u64) -> Duration {
     let n = s.threads.len();
     if n == 1 {
@@ -259,11 +266,11 @@ fn sample<C: Peer>(s: &Setup<C>, iters: u64) -> Duration {
         run_ops(s, &mut st, iters);
         return start.elapsed();
     }
-    let start_b = Barrier::new(n + 1);
-    let end_b = Barrier::new(n + 1);
+    let start_b = Barrier::new(n);
+    let spans: Mutex<Vec<(Instant, Instant)>> = Mutex::new(Vec::with_capacity(n));
     std::thread::scope(|scope| {
         for t in 0..n {
-            let (start_b, end_b) = (&start_b, &end_b);
+            let (start_b, spans) = (&start_b, &spans);
             scope.spawn(move || {
                 let mut st = s.threads[t].lock().unwrap();
                 // Register this thread with the epoch collector, thread-locals
@@ -271,15 +278,17 @@ fn sample<C: Peer>(s: &Setup<C>, iters: u64) -> Duration {
                 let first = s.ids[0];
                 black_box(s.cache.get(&mut st.local, &first));
                 start_b.wait();
+                let start = Instant::now();
                 run_ops(s, &mut st, iters);
-                end_b.wait();
+                let end = Instant::now();
+                spans.lock().unwrap().push((start, end));
             });
         }
-        start_b.wait();
-        let start = Instant::now();
-        end_b.wait();
-        start.elapsed()
-    })
+    });
+    let spans = spans.into_inner().unwrap();
+    let first = spans.iter().map(|s| s.0).min().expect("n > 0 workers");
+    let last = spans.iter().map(|s| s.1).max().expect("n > 0 workers");
+    last - first
 }
 
 fn env_list(name: &str) -> Option<Vec<String>> {

@@ -31,6 +31,15 @@ enum Linked<P> {
     Replaced(Unlinked<P>),
 }
 
+/// How an eviction picks its victim.
+#[derive(Clone, Copy)]
+enum Pick<P> {
+    /// The first in the order (from the partition heads), unless it is `adding`.
+    First { adding: Option<*const Session<P>> },
+    /// The first in the order other than this session.
+    Excluding(*const Session<P>),
+}
+
 /// What one eviction attempt did.
 pub(crate) enum Evict<P> {
     /// This session was unlinked; the caller owns the cache's strong reference.
@@ -39,6 +48,9 @@ pub(crate) enum Evict<P> {
     Raced,
     /// Nothing is linked (the count is made of reservations in flight).
     Empty,
+    /// The first session in the order is the one the caller is adding: it is
+    /// linked already (another add of the same object won), so nothing is evicted.
+    IsSelf,
     /// The first session in the order does not expire before the bound.
     NotBelow,
 }
@@ -159,7 +171,11 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
 
         // A new id: make room, then link under the write lock.
-        self.reserve(on_evict);
+        if !self.reserve(sp, on_evict) {
+            // A concurrent add of this very object linked it first, and it is
+            // the next victim: this add is the no-op (never evict what we add).
+            return Added::Same;
+        }
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
         let linked = self.map.write(*key, |slot| match slot {
@@ -240,8 +256,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let old_pos = slot.pos();
         let pos = part.insert(sp, expiry, self.next_seq());
         part.remove(old_pos);
-        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is on.
-        unsafe { mutant_release_early(slot.raw()) };
         let old = slot.replace(refs, pos, seen);
         drop(part);
         Linked::Replaced(old)
@@ -264,8 +278,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
         slot.set_pos(pos);
     }
 
-    /// Takes one place under the capacity, evicting as needed.
-    fn reserve(&self, on_evict: &mut dyn FnMut(Arc<Session<P>>)) {
+    /// Takes one place under the capacity, evicting as needed; never evicts
+    /// `adding` (the session being added): if it is the next victim it is linked
+    /// already, and `false` is returned with no place taken.
+    fn reserve(
+        &self,
+        adding: *const Session<P>,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) -> bool {
         loop {
             let cap = self.capacity.load(Ordering::Acquire);
             let c = self.count.load(Ordering::Acquire);
@@ -274,19 +294,20 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // MUTANT (test-only cfg): the check and the increment are two steps.
                     sync::backoff();
                     self.count.fetch_add(1, Ordering::AcqRel);
-                    return;
+                    return true;
                 }
                 if self
                     .count
                     .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return;
+                    return true;
                 }
                 continue;
             }
-            match self.evict_one(None, None) {
+            match self.evict_one(Some(adding), None) {
                 Evict::Evicted(s) => on_evict(s),
+                Evict::IsSelf => return false,
                 Evict::Raced => {}
                 // Everything counted is a reservation still being linked by
                 // another thread: let it finish.
@@ -308,32 +329,45 @@ impl<P: Send + Sync + 'static> Raw<P> {
             if cap == 0 || self.count.load(Ordering::Acquire) <= cap {
                 return;
             }
-            match self.evict_one(Some(linked), None) {
+            match self.evict_one_excluding(linked) {
                 Evict::Evicted(s) => on_evict(s),
                 Evict::Raced => {}
-                Evict::Empty | Evict::NotBelow => return,
+                Evict::Empty | Evict::NotBelow | Evict::IsSelf => return,
             }
         }
     }
 
-    /// Unlinks the first session in the order (never `exclude`; with `below`, only
-    /// if it expires before that time: `below > expiry`).
+    /// Unlinks the first session in the order (with `below`, only if it expires
+    /// before that time: `below > expiry`). If that session is `adding` (an add's
+    /// own object, linked meanwhile by another add of it), unlinks nothing and
+    /// returns `IsSelf`.
     ///
     /// Cost: the partition heads are read without locks; one partition mutex is
     /// taken to read the victim's entry and id, then the victim's shard write lock
-    /// (with the same partition mutex inside) to unlink it. With `exclude` (the
-    /// rare shrink after a lowered capacity) every partition is locked once.
+    /// (with the same partition mutex inside) to unlink it: two locks, whatever
+    /// the number of partitions.
     pub(crate) fn evict_one(
         &self,
-        exclude: Option<*const Session<P>>,
+        adding: Option<*const Session<P>>,
         below: Option<u64>,
     ) -> Evict<P> {
+        self.evict(Pick::First { adding }, below)
+    }
+
+    /// Unlinks the first session in the order other than `linked` (the session a
+    /// replace just linked). The rare shrink after a lowered capacity: every
+    /// partition's mutex is taken once.
+    fn evict_one_excluding(&self, linked: *const Session<P>) -> Evict<P> {
+        self.evict(Pick::Excluding(linked), None)
+    }
+
+    fn evict(&self, pick: Pick<P>, below: Option<u64>) -> Evict<P> {
         let guard = self.epoch.pin();
         let read = |part: usize| -> Option<(Head<P>, Id)> {
             let l = self.order.lock(part);
-            let head = match exclude {
-                None => l.min(),
-                Some(ex) => l.min_excluding(ex),
+            let head = match pick {
+                Pick::First { .. } => l.min(),
+                Pick::Excluding(ex) => l.min_excluding(ex),
             }?;
             // SAFETY: the entry is present under its partition mutex, so its session
             // is linked (every unlink removes the entry under this mutex first);
@@ -341,17 +375,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
             let id = *unsafe { shared_from_entry(head.ptr, &guard).deref_linked() }.key();
             Some((head, id))
         };
-        let victim = match exclude {
-            None => {
+        let victim = match pick {
+            Pick::First { adding } => {
                 let Some(part) = self.order.min_part() else {
                     return Evict::Empty;
                 };
                 match read(part) {
+                    Some(v) if Some(v.0.ptr) == adding => return Evict::IsSelf,
                     Some(v) => v,
                     None => return Evict::Raced,
                 }
             }
-            Some(_) => {
+            Pick::Excluding(_) => {
                 let best = (0..self.order.parts())
                     .filter_map(read)
                     .min_by_key(|(h, _)| h.key);
@@ -365,6 +400,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
         if below.is_some_and(|t| head.key.0 >= t) {
             return Evict::NotBelow;
         }
+        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is
+        // on (it drops the cache's reference before knowing the unlink is ours).
+        unsafe { mutant_release_early(head.ptr) };
         let timeout_secs = self.timeout_secs;
         let unlinked = self.map.remove_if(&id, |slot| {
             // The write lock excludes replacers: the pointer is stable here. The
@@ -392,8 +430,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Removes `slot`'s entry and its count (under the shard write lock, inside
     /// `remove_if`).
     fn unfile(&self, slot: &Slot<P>) {
-        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is on.
-        unsafe { mutant_release_early(slot.raw()) };
         let pos = slot.pos();
         let mut part = self.order.lock_pos(pos);
         if mutant::ORDER_AFTER_POINTER && !part.files(pos, slot.raw()) {
@@ -434,14 +470,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let mut budget = self.len();
         let mut removed = 0;
         while budget > 0 {
-            match self.evict_one(None, (t != 0).then_some(t)) {
+            match self.evict(Pick::First { adding: None }, (t != 0).then_some(t)) {
                 Evict::Evicted(s) => {
                     budget -= 1;
                     removed += 1;
                     on_remove(s);
                 }
                 Evict::Raced => budget -= 1,
-                Evict::Empty | Evict::NotBelow => break,
+                Evict::Empty | Evict::NotBelow | Evict::IsSelf => break,
             }
         }
         removed

@@ -58,7 +58,7 @@ impl Counters {
     pub(crate) fn new() -> Self {
         #[cfg(not(tls_session_cache_loom))]
         // Four stripes per core: more live threads than that share `overflow`.
-        let n = (std::thread::available_parallelism().map_or(4, |n| n.get()) * 4).clamp(8, 256);
+        let n = (crate::sync::cores() * 4).clamp(8, 256);
         #[cfg(tls_session_cache_loom)]
         let n = 0;
         Counters {

@@ -70,7 +70,7 @@ pub(crate) const EXCLUSIVE_STRIPES: bool = true;
 
 /// The default number of map shards and eviction partitions for this machine.
 pub(crate) fn default_shards_and_parts() -> (usize, usize) {
-    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let cores = cores();
     (cores * 4, cores.next_power_of_two().clamp(4, 64))
 }
 
@@ -79,4 +79,10 @@ pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     static N: AtomicU64 = AtomicU64::new(0);
     RandomState::new().hash_one(N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The available parallelism, read once per process (it reads cgroup files).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(4, |n| n.get()))
 }
