@@ -31,6 +31,24 @@ enum Linked<P> {
     Replaced(Unlinked<P>),
 }
 
+/// A place taken under the capacity (counted in `count`) for a link in flight.
+/// Dropping it gives the place back (the add turned out to be a no-op or a
+/// replace, or a callback unwound); `keep` hands it to the linked session.
+#[must_use]
+struct Reservation<'a, P: Send + Sync + 'static>(&'a Raw<P>);
+
+impl<P: Send + Sync + 'static> Reservation<'_, P> {
+    fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<P: Send + Sync + 'static> Drop for Reservation<'_, P> {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How an eviction picks its victim.
 #[derive(Clone, Copy)]
 enum Pick<P> {
@@ -171,11 +189,11 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
 
         // A new id: make room, then link under the write lock.
-        if !self.reserve(sp, on_evict) {
+        let Some(reservation) = self.reserve(sp, on_evict) else {
             // A concurrent add of this very object linked it first, and it is
             // the next victim: this add is the no-op (never evict what we add).
             return Added::Same;
-        }
+        };
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
         let linked = self.map.write(*key, |slot| match slot {
@@ -212,13 +230,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
             });
         }
         match linked {
-            None => Added::New,
+            None => {
+                reservation.keep();
+                Added::New
+            }
             Some(Linked::Same) => {
-                self.count.fetch_sub(1, Ordering::AcqRel);
+                drop(reservation);
                 Added::Same
             }
             Some(Linked::Replaced(old)) => {
-                self.count.fetch_sub(1, Ordering::AcqRel);
+                drop(reservation);
                 let guard = self.epoch.pin();
                 let old = old.release(&guard);
                 drop(guard);
@@ -285,7 +306,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         &self,
         adding: *const Session<P>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
-    ) -> bool {
+    ) -> Option<Reservation<'_, P>> {
         loop {
             let cap = self.capacity.load(Ordering::Acquire);
             let c = self.count.load(Ordering::Acquire);
@@ -294,20 +315,44 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // MUTANT (test-only cfg): the check and the increment are two steps.
                     sync::backoff();
                     self.count.fetch_add(1, Ordering::AcqRel);
-                    return true;
+                    return Some(Reservation(self));
                 }
                 if self
                     .count
                     .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return true;
+                    return Some(Reservation(self));
                 }
                 continue;
             }
-            match self.evict_one(Some(adding), None) {
-                Evict::Evicted(s) => on_evict(s),
-                Evict::IsSelf => return false,
+            if c > cap {
+                // The capacity was lowered: give places back until one is free.
+                match self.evict(
+                    Pick::First {
+                        adding: Some(adding),
+                    },
+                    None,
+                    false,
+                ) {
+                    Evict::Evicted(s) => on_evict(s),
+                    Evict::IsSelf => return None,
+                    Evict::Raced => {}
+                    Evict::Empty | Evict::NotBelow => sync::backoff(),
+                }
+                continue;
+            }
+            match self.evict_for(adding) {
+                Evict::Evicted(s) => {
+                    // The victim's place passed to us with the unlink (the count
+                    // did not move): nobody can take the room we made. Held by a
+                    // guard before the callback runs: a panicking callback gives
+                    // it back.
+                    let held = Reservation(self);
+                    on_evict(s);
+                    return Some(held);
+                }
+                Evict::IsSelf => return None,
                 Evict::Raced => {}
                 // Everything counted is a reservation still being linked by
                 // another thread: let it finish.
@@ -337,31 +382,37 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
     }
 
-    /// Unlinks the first session in the order (with `below`, only if it expires
-    /// before that time: `below > expiry`). If that session is `adding` (an add's
-    /// own object, linked meanwhile by another add of it), unlinks nothing and
-    /// returns `IsSelf`.
+    /// For an add of `adding` into a full cache: unlinks the first session in the
+    /// order and passes its place in the count to the caller (the count does not
+    /// move: the unlink and the reservation are one step). If that session is
+    /// `adding` itself (linked meanwhile by another add of the same object),
+    /// unlinks nothing and returns `IsSelf`.
     ///
     /// Cost: the partition heads are read without locks; one partition mutex is
     /// taken to read the victim's entry and id, then the victim's shard write lock
     /// (with the same partition mutex inside) to unlink it: two locks, whatever
     /// the number of partitions.
-    pub(crate) fn evict_one(
-        &self,
-        adding: Option<*const Session<P>>,
-        below: Option<u64>,
-    ) -> Evict<P> {
-        self.evict(Pick::First { adding }, below)
+    pub(crate) fn evict_for(&self, adding: *const Session<P>) -> Evict<P> {
+        self.evict(
+            Pick::First {
+                adding: Some(adding),
+            },
+            None,
+            true,
+        )
     }
 
     /// Unlinks the first session in the order other than `linked` (the session a
     /// replace just linked). The rare shrink after a lowered capacity: every
     /// partition's mutex is taken once.
     fn evict_one_excluding(&self, linked: *const Session<P>) -> Evict<P> {
-        self.evict(Pick::Excluding(linked), None)
+        self.evict(Pick::Excluding(linked), None, false)
     }
 
-    fn evict(&self, pick: Pick<P>, below: Option<u64>) -> Evict<P> {
+    /// Unlinks the victim `pick` names (with `below`, only if it expires before
+    /// that time: `below > expiry`); with `transfer`, its place in the count goes
+    /// to the caller instead of being given back.
+    fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
         let guard = self.epoch.pin();
         let read = |part: usize| -> Option<(Head<P>, Id)> {
             let l = self.order.lock(part);
@@ -418,7 +469,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     return false; // its time moved on since it was filed
                 }
             }
-            self.unfile(slot);
+            self.unfile(slot, transfer);
             true
         });
         match unlinked {
@@ -427,9 +478,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
     }
 
-    /// Removes `slot`'s entry and its count (under the shard write lock, inside
-    /// `remove_if`).
-    fn unfile(&self, slot: &Slot<P>) {
+    /// Removes `slot`'s entry and (unless its place is transferred to the caller's
+    /// reservation) its count, under the shard write lock, inside `remove_if`.
+    fn unfile(&self, slot: &Slot<P>, transfer: bool) {
         let pos = slot.pos();
         let mut part = self.order.lock_pos(pos);
         if mutant::ORDER_AFTER_POINTER && !part.files(pos, slot.raw()) {
@@ -438,7 +489,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
             part.remove(pos);
         }
         drop(part);
-        self.count.fetch_sub(1, Ordering::AcqRel);
+        if !transfer {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Unlinks the session under `key` (only if it is `expect`, when given) and
@@ -454,7 +507,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             if expect.is_some_and(|p| !slot.holds(p)) {
                 return false;
             }
-            self.unfile(slot);
+            self.unfile(slot, false);
             true
         })?;
         let guard = self.epoch.pin();
@@ -470,7 +523,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let mut budget = self.len();
         let mut removed = 0;
         while budget > 0 {
-            match self.evict(Pick::First { adding: None }, (t != 0).then_some(t)) {
+            match self.evict(Pick::First { adding: None }, (t != 0).then_some(t), false) {
                 Evict::Evicted(s) => {
                     budget -= 1;
                     removed += 1;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 /// never handed out after its release. Three threads: preemption bound 1.
 #[test]
 fn model_10_replace_replace_get() {
-    run_model("10 replace/replace/get, three threads", 2, || {
+    run_model("10 replace/replace/get, three threads", 1, || {
         let drops = Drops::new(3);
         let cache = cache(10);
         {

@@ -97,7 +97,7 @@ fn model_12_lowering_replace_remove() {
 /// what OpenSSL does for add, evict, add). A non-resumable `s` is cached only then.
 #[test]
 fn model_13_add_add_same_object_eviction() {
-    run_model("13 add/add of one object racing an eviction", 2, || {
+    run_model("13 add/add of one object racing an eviction", 1, || {
         let drops = Drops::new(2);
         let cache = cache(1);
         let s = drops.session(0, b"s", NOW);
@@ -120,11 +120,18 @@ fn model_13_add_add_same_object_eviction() {
         assert_quiescent(&cache, 1);
         let evictions = cache.stats().cache_full;
         let s_cached = Arc::strong_count(&s) == 2; // the test and the cache
+        let state = format!(
+            "r1 {r1} r2 {r2} evictions {evictions} s cached {s_cached} resumable {}",
+            s.is_resumable()
+        );
         if r1 && r2 {
             // add, evict (by t's add), add again.
-            assert!(!s.is_resumable());
-            assert!(s_cached, "the second add linked s");
-            assert_eq!(evictions, 2, "s evicted, then t evicted by the re-link");
+            assert!(!s.is_resumable(), "{state}");
+            assert!(s_cached, "the second add linked s: {state}");
+            assert_eq!(
+                evictions, 2,
+                "s evicted, then t evicted by the re-link: {state}"
+            );
         }
         if s_cached && !s.is_resumable() {
             assert!(
