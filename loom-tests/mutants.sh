@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 MUTANTS=(
     "slot_load_store|loom_v2|model_14_replace_replace|300"
     "order_after_pointer|loom_remove|model_03a_add_remove_new_id|300"
-    "capacity_check_then_act|loom_add|model_08a_full_cache_capacity_1|300"
+    "capacity_check_then_act|loom_v2|model_15_last_free_place|300"
     "release_before_unlink|loom_add|model_08a_full_cache_capacity_1|300"
 )
 

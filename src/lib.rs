@@ -71,9 +71,11 @@
 //!
 //! ## Performance
 //!
-//! Lookups, replaces, no-op adds and removes take one shard *read* lock plus
-//! atomics; adding a new id or unlinking a removed one takes one shard write lock;
-//! nothing takes a global lock.
+//! Lookups and no-op adds take one shard *read* lock plus atomics; a replace also
+//! takes its id's eviction-partition mutex; adding a new id takes the shard write
+//! lock, and a removal one shard write lock; an eviction finds its victim through
+//! atomics and takes two locks whatever the number of cores. Nothing takes a
+//! global lock. `docs/BENCHMARKS.md` has the measurements against the peers.
 //!
 //! ## Features
 //!
@@ -88,9 +90,12 @@
 //!
 //! The unsafe code of the core is confined to `src/slot.rs` (the slot's two
 //! references to a session: taking them, upgrading the weak one in place under an
-//! epoch guard, releasing them after an unlink — the weak one after the grace
-//! period); the OpenSSL adapter's FFI is in `src/integrations/openssl.rs`. The design and
-//! its invariants are in `docs/DESIGN.md`; loom models check the races.
+//! epoch guard through a guard-bound `Shared<'g, P>`, releasing them after an
+//! unlink — the weak one after the grace period), plus the `Send` of the eviction
+//! partitions' raw identities (`src/order.rs`) and the coarse clock's
+//! `clock_gettime` (`src/clock.rs`); the OpenSSL adapter's FFI is in
+//! `src/integrations/openssl.rs`. The design and its invariants are in
+//! `docs/DESIGN.md`; loom models (and their planted mutants) check the races.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, missing_debug_implementations)]
 

@@ -193,3 +193,41 @@ fn model_14_replace_replace() {
         assert_eq!(drops.all(), [1, 1, 1]);
     });
 }
+
+/// Model 15: capacity 1, empty: two threads add new ids at once, racing for the
+/// last free place (not through an eviction: the count's compare-and-swap). `len()`
+/// never exceeds 1, seen from both threads; the loser of the place evicts the
+/// winner's session; exactly one stays.
+#[test]
+fn model_15_last_free_place() {
+    run_model("15 two new ids race for the last free place", 3, || {
+        let drops = Drops::new(2);
+        let cache = cache(1);
+        let a = drops.session(0, b"a", NOW);
+        let b = drops.session(1, b"b", NOW);
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || {
+                let r = cache.add(&a);
+                assert!(cache.len() <= 1, "len {} above capacity 1", cache.len());
+                r
+            })
+        };
+        let rb = cache.add(&b);
+        assert!(cache.len() <= 1, "len {} above capacity 1", cache.len());
+        let ra = t.join().unwrap();
+
+        assert!(ra && rb);
+        assert_quiescent(&cache, 1);
+        assert_eq!(cache.stats().cache_full, 1);
+        let (na, nb) = (Arc::strong_count(&a), Arc::strong_count(&b));
+        assert!(
+            (na, nb) == (2, 1) || (na, nb) == (1, 2),
+            "counts a={na} b={nb}"
+        );
+        drop(cache);
+        drop((a, b));
+        assert_eq!(drops.all(), [1, 1]);
+    });
+}
