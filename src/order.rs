@@ -6,7 +6,7 @@
 //! `(expiry, seq)` is not below the list's tail — the common case, sessions that
 //! share one timeout under a monotonic clock, O(1) — and a `BTreeMap` for the rest
 //! (O(log n)). The partition's minimum is the smaller of the list's head and the
-//! map's first entry; it is republished in `head_expiry` / `head_seq` whenever a
+//! map's first entry; it is republished in the partition's `HeadCell` whenever a
 //! `PartLock` is dropped, so the evictor can find the partition holding the global
 //! minimum without taking any lock.
 //!
@@ -84,6 +84,11 @@ impl<P> Inner<P> {
             let i =
                 u32::try_from(self.slab.len()).expect("fewer than 2^32 - 3 entries per partition");
             assert!(i < FREE, "fewer than 2^32 - 3 entries per partition");
+            if self.slab.len() == self.slab.capacity() {
+                // Grow by a quarter, not double: at most 25% of the slab unused
+                // (12.5% on average), still amortized O(1) per insert.
+                self.slab.reserve_exact((self.slab.len() / 4).max(16));
+            }
             self.slab.push(e);
             i
         }
@@ -117,17 +122,75 @@ impl<P> Inner<P> {
     }
 }
 
-/// One partition, on its own cache lines.
+/// One partition's mutex, on its own cache lines.
 #[repr(align(128))]
 pub(crate) struct Part<P> {
-    head_expiry: AtomicU64,
-    head_seq: AtomicU64,
     inner: Mutex<Inner<P>>,
 }
+
+/// A partition's published minimum. The cells of all partitions are packed
+/// together (16 bytes each: 64 partitions in 16 cache lines) so that the
+/// evictor's scan reads few lines whatever the partition count.
+struct HeadCell {
+    expiry: AtomicU64,
+    seq: AtomicU64,
+}
+
+/// Partitions per summary group.
+const GROUP: usize = 8;
 
 /// All partitions.
 pub(crate) struct Order<P> {
     parts: Box<[Part<P>]>,
+    heads: Box<[HeadCell]>,
+    /// The minimum of each group of `GROUP` heads, republished by whoever changes
+    /// a head of the group: the evictor scans the groups, then one group's heads
+    /// (64 partitions: 8 + 8 cells instead of 64).
+    groups: Box<[HeadCell]>,
+}
+
+impl HeadCell {
+    fn empty() -> Self {
+        HeadCell {
+            expiry: AtomicU64::new(u64::MAX),
+            seq: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    #[inline]
+    fn read(&self) -> Key {
+        let e = self.expiry.load(Ordering::Acquire);
+        (e, self.seq.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    fn write(&self, (e, s): Key) {
+        // Skip the stores (and the cache-line transfer) when nothing changed.
+        if self.seq.load(Ordering::Relaxed) != s || self.expiry.load(Ordering::Relaxed) != e {
+            self.seq.store(s, Ordering::Relaxed);
+            self.expiry.store(e, Ordering::Release);
+        }
+    }
+}
+
+/// The smallest and second smallest non-empty cells of `cells`, with indices.
+#[inline]
+fn two_smallest(cells: &[HeadCell]) -> (Option<(Key, usize)>, Option<(Key, usize)>) {
+    let mut best: Option<(Key, usize)> = None;
+    let mut second: Option<(Key, usize)> = None;
+    for (i, h) in cells.iter().enumerate() {
+        let k = h.read();
+        if k == (u64::MAX, u64::MAX) {
+            continue;
+        }
+        if best.is_none_or(|(b, _)| k < b) {
+            second = best;
+            best = Some((k, i));
+        } else if second.is_none_or(|(b, _)| k < b) {
+            second = Some((k, i));
+        }
+    }
+    (best, second)
 }
 
 impl<P> Order<P> {
@@ -137,10 +200,12 @@ impl<P> Order<P> {
         Order {
             parts: (0..parts)
                 .map(|_| Part {
-                    head_expiry: AtomicU64::new(u64::MAX),
-                    head_seq: AtomicU64::new(u64::MAX),
                     inner: Mutex::new(Inner::new()),
                 })
+                .collect(),
+            heads: (0..parts).map(|_| HeadCell::empty()).collect(),
+            groups: (0..parts.div_ceil(GROUP))
+                .map(|_| HeadCell::empty())
                 .collect(),
         }
     }
@@ -158,11 +223,39 @@ impl<P> Order<P> {
     /// Locks partition `part`.
     #[inline]
     pub(crate) fn lock(&self, part: usize) -> PartLock<'_, P> {
-        let p = &self.parts[part];
+        self.wrap(part, lock(&self.parts[part].inner))
+    }
+
+    /// Locks the partition whose published minimum is the smallest; if another
+    /// thread holds that one's mutex (a concurrent evictor, most likely after the
+    /// same victim), the runner-up instead. Single-threaded this is always the
+    /// global minimum; under concurrency it keeps evictors from queueing on one
+    /// mutex for one victim. `None` if every partition looks empty.
+    pub(crate) fn lock_min(&self) -> Option<PartLock<'_, P>> {
+        let (_, g) = two_smallest(&self.groups).0?;
+        let base = g * GROUP;
+        let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
+        let (best, second) = two_smallest(cells);
+        let first = base + best?.1;
+        match self.parts[first].inner.try_lock() {
+            Ok(inner) => Some(self.wrap(first, inner)),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(self.wrap(first, e.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                Some(self.lock(second.map_or(first, |(_, i)| base + i)))
+            }
+        }
+    }
+
+    #[inline]
+    fn wrap<'a>(&'a self, part: usize, inner: MutexGuard<'a, Inner<P>>) -> PartLock<'a, P> {
+        let g = part / GROUP;
+        let base = g * GROUP;
         PartLock {
-            part: p,
+            head: &self.heads[part],
+            group: &self.groups[g],
+            siblings: &self.heads[base..(base + GROUP).min(self.heads.len())],
             index: part,
-            inner: lock(&p.inner),
+            inner,
         }
     }
 
@@ -174,15 +267,15 @@ impl<P> Order<P> {
 
     /// The partition whose published minimum is the smallest, without locking
     /// (a hint: the caller re-reads it under the mutex). `None` if all look empty.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn min_part(&self) -> Option<usize> {
         let mut best: Option<(Key, usize)> = None;
-        for (i, p) in self.parts.iter().enumerate() {
-            let e = p.head_expiry.load(Ordering::Acquire);
-            if e == u64::MAX && p.head_seq.load(Ordering::Relaxed) == u64::MAX {
+        for (i, h) in self.heads.iter().enumerate() {
+            let e = h.expiry.load(Ordering::Acquire);
+            if e == u64::MAX && h.seq.load(Ordering::Relaxed) == u64::MAX {
                 continue;
             }
-            let k = (e, p.head_seq.load(Ordering::Relaxed));
+            let k = (e, h.seq.load(Ordering::Relaxed));
             if best.is_none_or(|(b, _)| k < b) {
                 best = Some((k, i));
             }
@@ -198,7 +291,9 @@ impl<P> Order<P> {
 
 /// A locked partition. Dropping it republishes the partition's minimum.
 pub(crate) struct PartLock<'a, P> {
-    part: &'a Part<P>,
+    head: &'a HeadCell,
+    group: &'a HeadCell,
+    siblings: &'a [HeadCell],
     index: usize,
     inner: MutexGuard<'a, Inner<P>>,
 }
@@ -309,8 +404,15 @@ impl<P> Drop for PartLock<'_, P> {
         let (e, s) = self.min().map_or((u64::MAX, u64::MAX), |h| h.key);
         // Seq first, expiry last (Release): a reader that sees the new expiry sees
         // at least this seq. Torn reads only make the hint approximate.
-        self.part.head_seq.store(s, Ordering::Relaxed);
-        self.part.head_expiry.store(e, Ordering::Release);
+        self.head.write((e, s));
+        // Republish the group's minimum from its cells (exact when no other
+        // thread changes a head of this group meanwhile; a racing update may
+        // leave it stale until the group's next change: a hint, re-checked
+        // under the mutex by the evictor).
+        let m = two_smallest(self.siblings)
+            .0
+            .map_or((u64::MAX, u64::MAX), |(k, _)| k);
+        self.group.write(m);
     }
 }
 

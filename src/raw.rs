@@ -8,7 +8,7 @@
 use crate::id::Id;
 use crate::map::ShardMap;
 use crate::mutant;
-use crate::order::{Head, Order};
+use crate::order::{Head, Order, PartLock};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, shared_from_entry, Refs, Slot, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -189,7 +189,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
 
         // A new id: make room, then link under the write lock.
-        let Some(reservation) = self.reserve(sp, on_evict) else {
+        let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
             // A concurrent add of this very object linked it first, and it is
             // the next victim: this add is the no-op (never evict what we add).
             return Added::Same;
@@ -229,7 +229,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 }
             });
         }
-        match linked {
+        let added = match linked {
             None => {
                 reservation.keep();
                 Added::New
@@ -244,10 +244,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 let old = old.release(&guard);
                 drop(guard);
                 drop(old);
-                self.shrink_after_replace(sp, on_evict);
                 Added::Replaced
             }
+        };
+        // The session evicted to make our room: its callback now, with no place
+        // held and no lock taken.
+        if let Some(s) = evicted {
+            on_evict(s);
         }
+        if added == Added::Replaced {
+            self.shrink_after_replace(sp, on_evict);
+        }
+        added
     }
 
     /// `s` into a slot that exists (shard read or write lock held by the caller).
@@ -306,7 +314,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         &self,
         adding: *const Session<P>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
-    ) -> Option<Reservation<'_, P>> {
+    ) -> Option<(Reservation<'_, P>, Option<Arc<Session<P>>>)> {
         loop {
             let cap = self.capacity.load(Ordering::Acquire);
             let c = self.count.load(Ordering::Acquire);
@@ -315,14 +323,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // MUTANT (test-only cfg): the check and the increment are two steps.
                     sync::backoff();
                     self.count.fetch_add(1, Ordering::AcqRel);
-                    return Some(Reservation(self));
+                    return Some((Reservation(self), None));
                 }
                 if self
                     .count
                     .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return Some(Reservation(self));
+                    return Some((Reservation(self), None));
                 }
                 continue;
             }
@@ -345,12 +353,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
             match self.evict_for(adding) {
                 Evict::Evicted(s) => {
                     // The victim's place passed to us with the unlink (the count
-                    // did not move): nobody can take the room we made. Held by a
-                    // guard before the callback runs: a panicking callback gives
-                    // it back.
-                    let held = Reservation(self);
-                    on_evict(s);
-                    return Some(held);
+                    // did not move): nobody can take the room we made. Its
+                    // callback runs after our link (the caller's job): a callback
+                    // that adds to this cache must not wait for the place we hold.
+                    return Some((Reservation(self), Some(s)));
                 }
                 Evict::IsSelf => return None,
                 Evict::Raced => {}
@@ -414,8 +420,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// to the caller instead of being given back.
     fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
         let guard = self.epoch.pin();
-        let read = |part: usize| -> Option<(Head<P>, Id)> {
-            let l = self.order.lock(part);
+        let read = |l: PartLock<'_, P>| -> Option<(Head<P>, Id)> {
             let head = match pick {
                 Pick::First { .. } => l.min(),
                 Pick::Excluding(ex) => l.min_excluding(ex),
@@ -428,10 +433,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         let victim = match pick {
             Pick::First { adding } => {
-                let Some(part) = self.order.min_part() else {
+                let Some(l) = self.order.lock_min() else {
                     return Evict::Empty;
                 };
-                match read(part) {
+                match read(l) {
                     Some(v) if Some(v.0.ptr) == adding => return Evict::IsSelf,
                     Some(v) => v,
                     None => return Evict::Raced,
@@ -439,7 +444,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             Pick::Excluding(_) => {
                 let best = (0..self.order.parts())
-                    .filter_map(read)
+                    .filter_map(|i| read(self.order.lock(i)))
                     .min_by_key(|(h, _)| h.key);
                 match best {
                     Some(v) => v,

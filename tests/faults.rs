@@ -127,22 +127,29 @@ fn panicking_remove_session_callback_on_eviction() {
     c.add(&a);
     c.add(&b);
     p.on_remove.store(true, Ordering::SeqCst);
-    // The eviction made room, then its callback panicked: the add never linked.
+    // The eviction made room and the add linked d; then the evicted session's
+    // callback (run after the link, with no place held) panicked.
     let r = catch_unwind(AssertUnwindSafe(|| c.add(&d)));
     assert!(r.is_err());
     p.on_remove.store(false, Ordering::SeqCst);
     assert_eq!(Arc::strong_count(&a), 1, "evicted and released");
+    assert!(!a.is_resumable());
     assert_eq!(
         Arc::strong_count(&d),
-        1,
-        "the unlinked node's reference was released"
+        2,
+        "d was linked before the callback ran"
     );
     assert_eq!(c.stats().cache_full, 1);
-    check_healthy(&c, 1);
-    // No reservation leaked: the cache fills to its capacity again.
-    assert!(c.add(&d));
+    assert_eq!((c.len(), c.__slots(), c.__index_entries()), (2, 2, 2));
+    // No reservation leaked: the cache is exactly full; one more add evicts once.
+    assert!(!c.add(&d));
+    let e = sess(b"e", T0 + 3);
+    assert!(c.add(&e));
     assert_eq!(c.len(), 2);
-    assert_eq!(c.stats().cache_full, 1);
+    assert_eq!(c.stats().cache_full, 2);
+    assert_eq!(Arc::strong_count(&b), 1, "b (soonest expiry) evicted");
+    assert!(c.remove(&e));
+    check_healthy(&c, 1);
 }
 
 #[test]
