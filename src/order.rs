@@ -173,11 +173,14 @@ impl HeadCell {
     }
 }
 
+/// A cell's minimum and its index.
+type Ranked = Option<(Key, usize)>;
+
 /// The smallest and second smallest non-empty cells of `cells`, with indices.
 #[inline]
-fn two_smallest(cells: &[HeadCell]) -> (Option<(Key, usize)>, Option<(Key, usize)>) {
-    let mut best: Option<(Key, usize)> = None;
-    let mut second: Option<(Key, usize)> = None;
+fn two_smallest(cells: &[HeadCell]) -> (Ranked, Ranked) {
+    let mut best: Ranked = None;
+    let mut second: Ranked = None;
     for (i, h) in cells.iter().enumerate() {
         let k = h.read();
         if k == (u64::MAX, u64::MAX) {

@@ -49,6 +49,10 @@ impl<P: Send + Sync + 'static> Drop for Reservation<'_, P> {
     }
 }
 
+/// A reservation, and the session evicted to make it (whose callback the add
+/// runs once it has linked).
+type Reserved<'a, P> = (Reservation<'a, P>, Option<Arc<Session<P>>>);
+
 /// How an eviction picks its victim.
 #[derive(Clone, Copy)]
 enum Pick<P> {
@@ -314,7 +318,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         &self,
         adding: *const Session<P>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
-    ) -> Option<(Reservation<'_, P>, Option<Arc<Session<P>>>)> {
+    ) -> Option<Reserved<'_, P>> {
         loop {
             let cap = self.capacity.load(Ordering::Acquire);
             let c = self.count.load(Ordering::Acquire);

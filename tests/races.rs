@@ -20,9 +20,11 @@ use tls_session_cache::{ManualClock, Session, SessionCache, SessionStore};
 
 const NOW: u64 = 1_700_000_000;
 
-/// Payload: whether the session is long-lived, and an identity.
+/// Payload: whether the session is long-lived, and an identity (kept so that
+/// every session's payload differs, as real sessions do).
 struct P {
     long_lived: bool,
+    #[allow(dead_code)]
     n: u64,
 }
 
@@ -231,7 +233,7 @@ fn eviction_order_deviation_is_bounded() {
                 let (cache, clock, created) = (&cache, &clock, &created);
                 scope.spawn(move || {
                     let mut mine = Vec::new();
-                    for i in 0..per_thread as u64 {
+                    for i in 0..per_thread {
                         let time = clock.fetch_add(1, Ordering::SeqCst);
                         let n = (t << 32) | i;
                         let s = Session::new(
