@@ -164,11 +164,15 @@ impl HeadCell {
     }
 
     #[inline]
-    fn write(&self, (e, s): Key) {
-        // Skip the stores (and the cache-line transfer) when nothing changed.
+    /// Publishes `(e, s)`; returns whether it changed. Skips the stores (and the
+    /// cache-line transfer) when nothing changed.
+    fn write(&self, (e, s): Key) -> bool {
         if self.seq.load(Ordering::Relaxed) != s || self.expiry.load(Ordering::Relaxed) != e {
             self.seq.store(s, Ordering::Relaxed);
             self.expiry.store(e, Ordering::Release);
+            true
+        } else {
+            false
         }
     }
 }
@@ -235,17 +239,28 @@ impl<P> Order<P> {
     /// global minimum; under concurrency it keeps evictors from queueing on one
     /// mutex for one victim. `None` if every partition looks empty.
     pub(crate) fn lock_min(&self) -> Option<PartLock<'_, P>> {
-        let (_, g) = two_smallest(&self.groups).0?;
-        let base = g * GROUP;
-        let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
-        let (best, second) = two_smallest(cells);
-        let first = base + best?.1;
+        // The group summaries are hints that a racing republish can leave stale
+        // (even "empty" while a partition has entries). If they lead nowhere, scan
+        // every partition's own cell: each is written only under its mutex, so it
+        // is never stale once that mutex is free, and a full cache can always
+        // find a victim (no livelock on a stale summary).
+        let from_groups = two_smallest(&self.groups).0.and_then(|(_, g)| {
+            let base = g * GROUP;
+            let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
+            let (best, second) = two_smallest(cells);
+            best.map(|(_, b)| (base + b, second.map(|(_, i)| base + i)))
+        });
+        let (first, second) = match from_groups {
+            Some(found) => found,
+            None => {
+                let (best, second) = two_smallest(&self.heads);
+                (best?.1, second.map(|(_, i)| i))
+            }
+        };
         match self.parts[first].inner.try_lock() {
             Ok(inner) => Some(self.wrap(first, inner)),
             Err(std::sync::TryLockError::Poisoned(e)) => Some(self.wrap(first, e.into_inner())),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                Some(self.lock(second.map_or(first, |(_, i)| base + i)))
-            }
+            Err(std::sync::TryLockError::WouldBlock) => Some(self.lock(second.unwrap_or(first))),
         }
     }
 
@@ -407,11 +422,14 @@ impl<P> Drop for PartLock<'_, P> {
         let (e, s) = self.min().map_or((u64::MAX, u64::MAX), |h| h.key);
         // Seq first, expiry last (Release): a reader that sees the new expiry sees
         // at least this seq. Torn reads only make the hint approximate.
-        self.head.write((e, s));
+        if !self.head.write((e, s)) {
+            return; // the partition's minimum did not change: nor did the group's
+        }
         // Republish the group's minimum from its cells (exact when no other
         // thread changes a head of this group meanwhile; a racing update may
         // leave it stale until the group's next change: a hint, re-checked
-        // under the mutex by the evictor).
+        // under the mutex by the evictor, with a full scan of the cells when
+        // the summaries lead nowhere; see `lock_min`).
         let m = two_smallest(self.siblings)
             .0
             .map_or((u64::MAX, u64::MAX), |(k, _)| k);
@@ -452,6 +470,18 @@ mod tests {
         drop(l);
         assert_eq!(o.len(), 1);
         assert_eq!(o.min_part(), Some(0));
+    }
+
+    #[test]
+    fn a_stale_empty_group_summary_cannot_hide_a_victim() {
+        let o: Order<()> = Order::new(16);
+        o.lock(9).insert(p(1), 10, 1);
+        // What a racing republish can leave behind: every summary "empty".
+        for g in o.groups.iter() {
+            g.write((u64::MAX, u64::MAX));
+        }
+        let l = o.lock_min().expect("the full scan finds partition 9");
+        assert_eq!(l.min().map(|h| h.ptr), Some(p(1)));
     }
 
     #[test]
