@@ -91,16 +91,7 @@ impl Hash for Id {
 
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Ids are not secret (they travel in clear in TLS 1.2 hellos), but keep the
-        // output short: the length and a 4-byte prefix are enough to tell them apart.
-        write!(f, "{} bytes ", self.len)?;
-        for b in self.as_slice().iter().take(4) {
-            write!(f, "{b:02x}")?;
-        }
-        if self.len > 4 {
-            f.write_str("..")?;
-        }
-        Ok(())
+        crate::session::fmt_short(self.as_slice(), f)
     }
 }
 

@@ -59,17 +59,21 @@ impl Hash for Bytes32 {
 
 impl fmt::Debug for Bytes32 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Ids are not secret (they travel in clear in TLS 1.2 hellos), but keep the
-        // output short: the length and a 4-byte prefix are enough to tell them apart.
-        write!(f, "{} bytes ", self.len)?;
-        for b in self.as_slice().iter().take(4) {
-            write!(f, "{b:02x}")?;
-        }
-        if self.len > 4 {
-            f.write_str("..")?;
-        }
-        Ok(())
+        fmt_short(self.as_slice(), f)
     }
+}
+
+/// Ids and contexts are not secret (they travel in clear in TLS 1.2 hellos), but
+/// keep `Debug` short: the length and a 4-byte prefix tell them apart.
+pub(crate) fn fmt_short(b: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{} bytes ", b.len())?;
+    for x in b.iter().take(4) {
+        write!(f, "{x:02x}")?;
+    }
+    if b.len() > 4 {
+        f.write_str("..")?;
+    }
+    Ok(())
 }
 
 /// A cached TLS session: what OpenSSL calls an `SSL_SESSION`, minus the crypto,
