@@ -10,6 +10,10 @@
 //! (`update_cache`) flushes the sessions expired at now.
 #![no_main]
 
+#[path = "epoch.rs"]
+mod epoch;
+use epoch::collect_garbage;
+
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use rustls::server::StoresServerSessions;
@@ -199,18 +203,6 @@ fn run(u: &mut Unstructured) -> ArbResult<()> {
         assert!(store.can_cache());
     }
     Ok(())
-}
-
-/// Runs the epoch collector's pending frees, so that this input's sessions are
-/// freed before it ends (as in the `ops` target): otherwise libFuzzer sees more
-/// allocations than frees, suspects a leak and scans the heap after the input.
-fn collect_garbage() {
-    let mut guard = crossbeam_epoch::pin();
-    for _ in 0..4 {
-        guard.repin();
-        guard.defer(|| ());
-        guard.flush();
-    }
 }
 
 fuzz_target!(|data: &[u8]| {
