@@ -25,8 +25,9 @@ impl Clock for SystemClock {
 }
 
 /// The wall clock in whole seconds. On Linux `CLOCK_REALTIME_COARSE`: the time of
-/// the last kernel tick, read from the vDSO without `rdtsc` (a few nanoseconds;
-/// whole seconds are all the cache needs). Elsewhere `SystemTime::now()`.
+/// the last kernel tick, read from the vDSO without `rdtsc` (whole seconds are all
+/// the cache needs; its measured share of a lookup is in `docs/DESIGN.md`).
+/// Elsewhere `SystemTime::now()`.
 #[inline]
 pub(crate) fn system_now() -> u64 {
     #[cfg(target_os = "linux")]
