@@ -7,7 +7,7 @@ use crate::id::Id;
 use crate::raw::{Added, Raw};
 use crate::stats::{Counter, Counters};
 use crate::sync::{AtomicU32, Epoch, Ordering};
-use crate::{CacheMode, Session, SessionStore, Stats};
+use crate::{CacheMode, RemovalCause, Session, SessionStore, Stats};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,9 +134,12 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         self.raw.set_capacity(capacity)
     }
 
-    /// A snapshot of the statistics.
+    /// A snapshot of the statistics, with the current length and capacity.
     pub fn stats(&self) -> Stats {
-        self.stats.snapshot()
+        let mut s = self.stats.snapshot();
+        s.len = self.len() as u64;
+        s.capacity = self.capacity() as u64;
+        s
     }
 
     /// Adds a session (`SSL_CTX_add_session`).
@@ -159,19 +162,24 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         let added = self
             .raw
             .add(s, expiry, update_time, &mut |evicted| self.evicted(evicted));
-        added != Added::Same
+        match added {
+            Added::New => self.stats.bump(Counter::Adds),
+            Added::Replaced => self.stats.bump(Counter::Replaces),
+            Added::Same => return false,
+        };
+        true
     }
 
     /// A session unlinked to make room: counted, marked, passed to the store.
     fn evicted(&self, s: Arc<Session<P>>) {
         self.stats.bump(Counter::CacheFull);
         s.mark_not_resumable();
-        self.removed_callback(&s);
+        self.removed_callback(&s, RemovalCause::Evicted);
     }
 
-    fn removed_callback(&self, s: &Arc<Session<P>>) {
+    fn removed_callback(&self, s: &Arc<Session<P>>, cause: RemovalCause) {
         if let Some(store) = &self.store {
-            store.remove_session(s);
+            store.remove_session(s, cause);
         }
     }
 
@@ -182,8 +190,11 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// store's remove callback with `s`, even when nothing was cached (as OpenSSL).
     pub fn remove(&self, s: &Arc<Session<P>>) -> bool {
         let removed = self.raw.remove(s.key(), None);
+        if removed.is_some() {
+            self.stats.bump(Counter::Removes);
+        }
         s.mark_not_resumable();
-        self.removed_callback(s);
+        self.removed_callback(s, RemovalCause::Removed);
         removed.is_some()
     }
 
@@ -194,8 +205,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         match self.raw.remove(s.key(), Some(Arc::as_ptr(s))) {
             Some(taken) => {
                 drop(taken);
+                self.stats.bump(Counter::Removes);
                 s.mark_not_resumable();
-                self.removed_callback(s);
+                self.removed_callback(s, RemovalCause::Removed);
                 true
             }
             None => false,
@@ -209,8 +221,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     pub fn take(&self, id: &[u8]) -> Option<Arc<Session<P>>> {
         let key = Id::new(id)?;
         let s = self.raw.remove(&key, None)?;
+        self.stats.bump(Counter::Takes);
         s.mark_not_resumable();
-        self.removed_callback(&s);
+        self.removed_callback(&s, RemovalCause::Taken);
         Some(s)
     }
 
@@ -248,8 +261,10 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if s.expiry(self.timeout_secs()) < self.clock.now() {
             self.stats.bump(Counter::Timeouts);
             s.mark_not_resumable();
-            drop(self.raw.remove(&key, Some(Arc::as_ptr(&s))));
-            self.removed_callback(&s);
+            if self.raw.remove(&key, Some(Arc::as_ptr(&s))).is_some() {
+                self.stats.bump(Counter::Expired);
+            }
+            self.removed_callback(&s, RemovalCause::Expired);
             return None;
         }
         self.stats.bump(Counter::Hits);
@@ -278,8 +293,10 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// held when it started.
     pub fn flush(&self, at_unix_secs: u64) -> usize {
         self.raw.flush(at_unix_secs, &mut |s| {
+            // Counted before the callback, so a panicking callback loses no count.
+            self.stats.bump(Counter::Flushed);
             s.mark_not_resumable();
-            self.removed_callback(&s);
+            self.removed_callback(&s, RemovalCause::Flushed);
         })
     }
 

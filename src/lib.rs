@@ -81,7 +81,7 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | (none) | [`SessionCache`], [`Session`], [`SessionStore`], clocks, modes, [`Stats`] |
+//! | (none) | [`SessionCache`], [`Session`], [`SessionStore`] (with [`RemovalCause`]), clocks, modes, [`Stats`] |
 //! | `rustls` | `RustlsStore`: `rustls::server::StoresServerSessions` (rustls 0.23, ring) |
 //! | `openssl` | `install_openssl`: the cache as a rust-openssl `SslContext`'s session cache |
 //! | `redis` | `RedisStore` / `RedisRustlsStore`: Redis (or Redis Cluster) as a shared second tier |
@@ -131,7 +131,7 @@ pub use integrations::rustls::RustlsStore;
 pub use mode::CacheMode;
 pub use session::{Session, MAX_ID_LEN, MAX_SID_CTX_LEN};
 pub use stats::Stats;
-pub use store::SessionStore;
+pub use store::{RemovalCause, SessionStore};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

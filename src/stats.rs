@@ -3,12 +3,20 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// A snapshot of the cache's counters (OpenSSL's `SSL_CTX_sess_*`).
+/// A snapshot of the cache's counters (OpenSSL's `SSL_CTX_sess_*` and more).
 ///
 /// Each counter is exact once the cache is quiescent; a snapshot taken while other
-/// threads work may combine counts from slightly different instants. The number of
-/// sessions is [`SessionCache::len`](crate::SessionCache::len).
+/// threads work may combine counts from slightly different instants. Once
+/// quiescent, `len == adds - removes - takes - cache_full - expired - flushed`
+/// (every linked session was added once and unlinked at most once).
+///
+/// Removals by cause: explicit ([`removes`](Self::removes),
+/// [`takes`](Self::takes)), capacity ([`cache_full`](Self::cache_full)) and expiry
+/// ([`expired`](Self::expired) met by lookups, [`flushed`](Self::flushed) by
+/// `flush`), the same causes the store's remove callback is told
+/// ([`RemovalCause`](crate::RemovalCause)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Stats {
     /// Lookups that returned a session (`SSL_CTX_sess_hits`).
     pub hits: u64,
@@ -21,6 +29,34 @@ pub struct Stats {
     pub cache_full: u64,
     /// Lookups answered by the store's get callback (`SSL_CTX_sess_cb_hits`).
     pub cb_hits: u64,
+    /// Sessions held when the snapshot was taken (`SSL_CTX_sess_number`).
+    pub len: u64,
+    /// The size limit when the snapshot was taken (0 = unlimited).
+    pub capacity: u64,
+    /// Adds that linked a new id (the identical-object no-op and replaces are not
+    /// counted here).
+    pub adds: u64,
+    /// Adds that replaced a different object cached under the same id.
+    pub replaces: u64,
+    /// Sessions removed by `remove` / `remove_if_same` (only those that were
+    /// cached).
+    pub removes: u64,
+    /// Sessions removed by `take` (single use).
+    pub takes: u64,
+    /// Expired sessions a lookup met and removed.
+    pub expired: u64,
+    /// Sessions `flush` removed (including the auto-flush every 256 handshakes).
+    pub flushed: u64,
+}
+
+impl Stats {
+    /// Sessions removed by the cache's own housekeeping: evicted for capacity
+    /// plus removed at expiry (`cache_full + expired + flushed`).
+    pub fn evictions(&self) -> u64 {
+        self.cache_full
+            .wrapping_add(self.expired)
+            .wrapping_add(self.flushed)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -32,9 +68,15 @@ pub(crate) enum Counter {
     CbHits = 4,
     /// Calls of `update_cache` (drives the auto-flush every 256).
     Handshakes = 5,
+    Adds = 6,
+    Replaces = 7,
+    Removes = 8,
+    Takes = 9,
+    Expired = 10,
+    Flushed = 11,
 }
 
-const COUNTERS: usize = 6;
+const COUNTERS: usize = 12;
 
 #[repr(align(128))]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -102,6 +144,14 @@ impl Counters {
             timeouts: self.sum(Counter::Timeouts),
             cache_full: self.sum(Counter::CacheFull),
             cb_hits: self.sum(Counter::CbHits),
+            len: 0,
+            capacity: 0,
+            adds: self.sum(Counter::Adds),
+            replaces: self.sum(Counter::Replaces),
+            removes: self.sum(Counter::Removes),
+            takes: self.sum(Counter::Takes),
+            expired: self.sum(Counter::Expired),
+            flushed: self.sum(Counter::Flushed),
         }
     }
 }

@@ -6,7 +6,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tls_session_cache::{CacheMode, ManualClock, Session, SessionCache, SessionStore};
+use tls_session_cache::{
+    CacheMode, ManualClock, RemovalCause, Session, SessionCache, SessionStore,
+};
 
 const T0: u64 = 1_700_000_000;
 
@@ -29,7 +31,7 @@ impl SessionStore<Vec<u8>> for Panicky {
         }
         None
     }
-    fn remove_session(&self, _: &Arc<Session<Vec<u8>>>) {
+    fn remove_session(&self, _: &Arc<Session<Vec<u8>>>, _: RemovalCause) {
         if self.on_remove.load(Ordering::SeqCst) {
             panic!("remove_session callback panicked");
         }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tls_session_cache::{ManualClock, Session, SessionCache, SessionStore};
+use tls_session_cache::{ManualClock, RemovalCause, Session, SessionCache, SessionStore};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -35,7 +35,7 @@ struct Removed {
 }
 
 impl SessionStore<P> for Arc<Removed> {
-    fn remove_session(&self, s: &Arc<Session<P>>) {
+    fn remove_session(&self, s: &Arc<Session<P>>, _: RemovalCause) {
         if s.payload().long_lived {
             self.long_lived_flushed.fetch_add(1, Ordering::Relaxed);
         } else {

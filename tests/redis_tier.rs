@@ -186,6 +186,52 @@ fn removal_on_a_is_seen_by_b() {
     assert!(c.get(b"one", b"another ctx").is_none());
 }
 
+/// Only an explicit removal reaches Redis: the local tier's evictions, expiries,
+/// flushes and takes leave the shared copy alone (they are told apart by
+/// `RemovalCause`, not guessed).
+#[test]
+fn only_explicit_removals_delete_from_redis() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()));
+    let clock = ManualClock::new(SystemClock.now());
+    let cache: SessionCache<Secret> = SessionCache::builder()
+        .capacity(2)
+        .clock(clock.clone())
+        .store(Arc::clone(&st))
+        .build();
+    let mk = |id: &[u8]| {
+        Arc::new(
+            Session::new(id, b"", Secret::new(id.to_vec()))
+                .unwrap()
+                .with_time(clock.now()),
+        )
+    };
+    let in_redis = |id: &[u8]| raw_get(&redis, &st.key(id)).is_some();
+    let (a, b, c, d) = (mk(b"a"), mk(b"b"), mk(b"c"), mk(b"d"));
+    for s in [&a, &b, &c] {
+        cache.update_cache(s); // c evicts a locally
+    }
+    assert_eq!(cache.stats().cache_full, 1);
+    assert!(in_redis(b"a"), "an eviction does not delete");
+    assert!(cache.take(b"b").is_some());
+    assert!(in_redis(b"b"), "a local take does not delete");
+    assert_eq!(cache.flush(0), 1);
+    assert!(in_redis(b"c"), "a flush does not delete");
+    cache.update_cache(&d);
+    clock.advance(Duration::from_secs(301));
+    assert!(cache.get(b"d", b"").is_none());
+    assert_eq!(cache.stats().expired, 1);
+    assert!(in_redis(b"d"), "an expiry does not delete");
+    // Explicit: deleted (a session fresh on Redis's side: the TTL has not run).
+    clock.set(SystemClock.now());
+    let e = mk(b"e");
+    cache.update_cache(&e);
+    assert!(in_redis(b"e"));
+    assert!(cache.remove(&e));
+    assert!(!in_redis(b"e"), "an explicit remove deletes");
+    assert!(st.stats().deletes >= 1);
+}
+
 #[test]
 fn a_raced_ticket_is_taken_exactly_once() {
     let redis = RedisServer::start();

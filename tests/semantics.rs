@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tls_session_cache::{
-    CacheMode, Error, ManualClock, Session, SessionCache, SessionStore, Stats,
+    CacheMode, Error, ManualClock, RemovalCause, Session, SessionCache, SessionStore,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -373,16 +373,12 @@ fn expiry_is_strict_and_counts_a_timeout() {
     );
     clock.set(T0 + 11);
     assert!(c.get(b"a", b"ctx").is_none());
+    let st = c.stats();
     assert_eq!(
-        c.stats(),
-        Stats {
-            hits: 1,
-            misses: 0,
-            timeouts: 1,
-            cache_full: 0,
-            cb_hits: 0
-        }
+        (st.hits, st.misses, st.timeouts, st.cache_full, st.cb_hits),
+        (1, 0, 1, 0, 0)
     );
+    assert_eq!((st.adds, st.expired, st.len), (1, 1, 0));
     assert_eq!(c.len(), 0, "an expired session is removed");
     assert_eq!(Arc::strong_count(&s), 1);
     assert!(!s.is_resumable());
@@ -410,7 +406,8 @@ fn flush_removes_expired_in_order() {
     #[derive(Default)]
     struct Log(Mutex<Vec<Vec<u8>>>);
     impl SessionStore<Vec<u8>> for Log {
-        fn remove_session(&self, s: &Arc<Session<Vec<u8>>>) {
+        fn remove_session(&self, s: &Arc<Session<Vec<u8>>>, cause: RemovalCause) {
+            assert_eq!(cause, RemovalCause::Flushed);
             self.0.lock().unwrap().push(s.id().to_vec());
         }
     }
@@ -503,7 +500,12 @@ fn other_sid_ctx_is_a_miss_that_counts_nothing() {
     c.add(&s);
     assert!(c.get(b"a", b"other").is_none());
     assert!(c.get(b"a", b"").is_none());
-    assert_eq!(c.stats(), Stats::default());
+    let st = c.stats();
+    assert_eq!(
+        (st.hits, st.misses, st.timeouts, st.cb_hits, st.removes),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!((st.adds, st.len, st.capacity), (1, 1, 10));
     assert_eq!(c.len(), 1, "not removed");
     assert!(c.get(b"a", b"ctx").is_some());
 }
@@ -535,11 +537,11 @@ impl SessionStore<Vec<u8>> for Recorder {
             .find(|s| s.id() == id)
             .cloned()
     }
-    fn remove_session(&self, s: &Arc<Session<Vec<u8>>>) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("remove {}", String::from_utf8_lossy(s.id())));
+    fn remove_session(&self, s: &Arc<Session<Vec<u8>>>, cause: RemovalCause) {
+        self.events.lock().unwrap().push(format!(
+            "remove {} {cause:?}",
+            String::from_utf8_lossy(s.id())
+        ));
     }
 }
 
@@ -573,11 +575,11 @@ fn callbacks_fire_as_openssl() {
     // remove fires even when nothing was cached.
     let ghost = sess(b"ghost", T0, 300);
     assert!(!c.remove(&ghost));
-    assert_eq!(r.take_events(), vec!["remove ghost"]);
+    assert_eq!(r.take_events(), vec!["remove ghost Removed"]);
     // An eviction fires it.
     c.add(&sess(b"b", T0 + 1, 300));
     c.add(&sess(b"c", T0 + 2, 300));
-    assert_eq!(r.take_events(), vec!["remove a"]);
+    assert_eq!(r.take_events(), vec!["remove a Evicted"]);
     // An internal miss asks the store.
     assert!(c.get(b"zz", b"ctx").is_none());
     assert_eq!(r.take_events(), vec!["get zz"]);
@@ -587,7 +589,61 @@ fn callbacks_fire_as_openssl() {
     // Expired: remove callback.
     clock.set(T0 + 400);
     assert!(c.get(b"b", b"ctx").is_none());
-    assert_eq!(r.take_events(), vec!["remove b"]);
+    assert_eq!(r.take_events(), vec!["remove b Expired"]);
+}
+
+/// Every removal path reports its own cause to the store and counts in its own
+/// statistic; `len` is the adds minus every kind of removal.
+#[test]
+fn removal_causes_and_counters() {
+    let clock = ManualClock::new(T0);
+    let (r, c) = recorded(CacheMode::SERVER, &clock);
+    let s0 = c.stats();
+    assert_eq!((s0.len, s0.capacity), (0, 2));
+    let a = sess(b"a", T0, 300);
+    let b = sess(b"b", T0 + 1, 300);
+    assert!(c.add(&a));
+    assert!(!c.add(&a)); // the no-op counts nothing
+    assert!(c.add(&sess(b"a", T0, 300))); // a replace
+    assert!(c.add(&b));
+    assert!(c.add(&sess(b"c", T0 + 2, 300))); // evicts the replaced a
+    assert_eq!(r.take_events(), vec!["remove a Evicted"]);
+    // take: Taken.
+    assert!(c.take(b"b").is_some());
+    assert_eq!(r.take_events(), vec!["remove b Taken"]);
+    // remove_if_same of the cached object, then remove: Removed.
+    let d = sess(b"d", T0 + 3, 300);
+    c.add(&d);
+    assert!(c.remove_if_same(&d));
+    assert!(!c.remove_if_same(&d)); // nothing cached: no callback, not counted
+    assert_eq!(r.take_events(), vec!["remove d Removed"]);
+    let e = sess(b"e", T0, 300);
+    c.add(&e);
+    assert!(c.remove(&e));
+    assert_eq!(r.take_events(), vec!["remove e Removed"]);
+    // An expired session met by get: Expired.
+    let f = sess(b"f", T0 - 400, 300);
+    c.add(&f);
+    assert!(c.get(b"f", b"ctx").is_none());
+    assert_eq!(r.take_events(), vec!["remove f Expired"]);
+    // flush: Flushed (expired at its time, or everything for 0).
+    c.add(&sess(b"g", T0 - 400, 300));
+    assert_eq!(c.flush(T0), 1);
+    assert_eq!(c.flush(0), 1); // c
+    assert_eq!(
+        r.take_events(),
+        vec!["remove g Flushed", "remove c Flushed"]
+    );
+    let st = c.stats();
+    assert_eq!(
+        (st.adds, st.replaces, st.removes, st.takes),
+        (7, 1, 2, 1),
+        "{st:?}"
+    );
+    assert_eq!((st.cache_full, st.expired, st.flushed), (1, 1, 2), "{st:?}");
+    assert_eq!(st.evictions(), 4);
+    assert_eq!(st.len, 0);
+    assert_eq!(st.adds - st.removes - st.takes - st.evictions(), st.len);
 }
 
 #[test]
@@ -717,7 +773,7 @@ fn callbacks_may_reenter_the_cache() {
     // The store points back at its cache weakly: no reference cycle.
     struct Reenter(std::sync::OnceLock<std::sync::Weak<SessionCache<Vec<u8>>>>);
     impl SessionStore<Vec<u8>> for Reenter {
-        fn remove_session(&self, s: &Arc<Session<Vec<u8>>>) {
+        fn remove_session(&self, s: &Arc<Session<Vec<u8>>>, _: RemovalCause) {
             let Some(c) = self.0.get().and_then(std::sync::Weak::upgrade) else {
                 return;
             };

@@ -57,10 +57,13 @@ impl Model {
         if key.is_empty() || key.len() > 32 {
             return false;
         }
-        if !self.map.contains_key(key) {
+        if self.map.contains_key(key) {
+            self.stats.replaces += 1;
+        } else {
             while self.cap > 0 && self.map.len() >= self.cap {
                 self.evict_one();
             }
+            self.stats.adds += 1;
         }
         self.seq += 1;
         let e = Entry {
@@ -75,11 +78,13 @@ impl Model {
             // everything (OpenSSL's `SSL_CTX_flush_sessions(ctx, 0)` too): a
             // clock reading 0 empties the cache.
             let now = self.now;
+            let before = self.map.len();
             if now == 0 {
                 self.map.clear();
             } else {
                 self.map.retain(|_, e| now <= e.expiry);
             }
+            self.stats.flushed += (before - self.map.len()) as u64;
         }
         true
     }
@@ -91,6 +96,7 @@ impl Model {
         };
         if self.now > e.expiry {
             self.map.remove(key);
+            self.stats.expired += 1;
             self.stats.timeouts += 1;
             return None;
         }
@@ -103,6 +109,7 @@ impl Model {
             self.stats.misses += 1;
             return None;
         };
+        self.stats.takes += 1;
         if self.now > e.expiry {
             self.stats.timeouts += 1;
             return None;
@@ -198,6 +205,8 @@ fn run(u: &mut Unstructured) -> ArbResult<()> {
             }
         }
         assert_eq!(store.cache().len(), m.map.len(), "len at {step}");
+        m.stats.len = m.map.len() as u64;
+        m.stats.capacity = cap as u64;
         assert_eq!(store.stats(), m.stats, "stats at {step}");
         assert!(cap == 0 || store.cache().len() <= cap);
         assert!(store.can_cache());

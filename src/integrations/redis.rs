@@ -14,8 +14,10 @@
 //!   sid_ctx, expiry, authentication tag) and hands it to the cache, which adds it
 //!   locally (unless `NO_INTERNAL_STORE`) and counts a `cb_hits`; anything that
 //!   fails a check is a miss, never a panic;
-//! - a removal (`remove_session`) is a `DEL` (unless turned off with
-//!   [`RedisConfig::propagate_removes`]);
+//! - an explicit removal (`remove_session` with [`RemovalCause::Removed`]:
+//!   `SSL_CTX_remove_session`, [`SessionCache::remove`]) is a `DEL` (unless turned
+//!   off with [`RedisConfig::propagate_removes`]); the local tier's housekeeping
+//!   (evictions, expiries, flushes) and its takes never reach Redis;
 //! - [`RedisStore::take`] is an atomic `GETDEL`: of two servers racing for one TLS
 //!   1.3 ticket exactly one gets it. [`RedisRustlsStore`] wires it into rustls's
 //!   `take`.
@@ -51,11 +53,12 @@
 
 use crate::integrations::rustls::Secret;
 use crate::stats::{Counter, Counters};
-use crate::{Clock, RustlsStore, Session, SessionCache, SessionStore, Stats, SystemClock};
+use crate::{
+    Clock, RemovalCause, RustlsStore, Session, SessionCache, SessionStore, Stats, SystemClock,
+};
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use redis::{ConnectionLike, RedisError, RedisResult};
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -251,10 +254,11 @@ impl RedisConfig {
         self
     }
 
-    /// Whether the remove callback deletes the session from Redis (default true,
-    /// OpenSSL's semantics). The local cache fires it on evictions too, so with a
-    /// local tier much smaller than the shared one, turn it off (as
-    /// [`RedisRustlsStore`] does for its local tier).
+    /// Whether an explicit removal ([`RemovalCause::Removed`]: the TLS stack or the
+    /// application said the session must not be resumed) deletes the session from
+    /// Redis (default true, OpenSSL's semantics). Other causes never do: an
+    /// eviction, expiry or flush is the local tier's housekeeping (Redis has its
+    /// own TTL), and a take is decided by Redis itself ([`RedisStore::take`]).
     #[must_use]
     pub fn propagate_removes(mut self, on: bool) -> Self {
         self.propagate_removes = on;
@@ -540,23 +544,6 @@ fn hex_key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // The store
 // ---------------------------------------------------------------------------
-
-thread_local! {
-    /// Set while [`RedisRustlsStore`] works on its local tier: its remove
-    /// callbacks (evictions, expiries, the local half of a take) must not `DEL`.
-    static LOCAL_ONLY_REMOVES: Cell<bool> = const { Cell::new(false) };
-}
-
-fn local_only_removes<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            LOCAL_ONLY_REMOVES.with(|c| c.set(self.0));
-        }
-    }
-    let _reset = Reset(LOCAL_ONLY_REMOVES.with(|c| c.replace(true)));
-    f()
-}
 
 /// What a second-tier lookup found.
 #[derive(Debug)]
@@ -919,8 +906,8 @@ impl<P: Send + Sync + 'static, C: Codec<P>> SessionStore<P> for RedisStore<P, C>
         }
     }
 
-    fn remove_session(&self, session: &Arc<Session<P>>) {
-        if !self.config.propagate_removes || LOCAL_ONLY_REMOVES.with(Cell::get) {
+    fn remove_session(&self, session: &Arc<Session<P>>, cause: RemovalCause) {
+        if !self.config.propagate_removes || cause != RemovalCause::Removed {
             return;
         }
         // An expired session is dropped by Redis's TTL anyway.
@@ -1029,17 +1016,17 @@ impl RedisRustlsStore {
 
 impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        local_only_removes(|| self.local.put(key, value))
+        self.local.put(key, value)
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        local_only_removes(|| self.local.get(key))
+        self.local.get(key)
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
         match self.redis.take(key) {
             Lookup::Found(s) => {
-                drop(local_only_removes(|| self.local.cache().take(key)));
+                drop(self.local.cache().take(key));
                 let cache = self.local.cache();
                 if s.is_expired_at(cache.now(), cache.timeout()) {
                     self.takes.bump(Counter::Timeouts);
@@ -1049,11 +1036,11 @@ impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
                 Some(s.payload().as_bytes().to_vec())
             }
             Lookup::Absent => {
-                drop(local_only_removes(|| self.local.cache().take(key)));
+                drop(self.local.cache().take(key));
                 self.takes.bump(Counter::Misses);
                 None
             }
-            Lookup::Unavailable => local_only_removes(|| self.local.take(key)),
+            Lookup::Unavailable => self.local.take(key),
         }
     }
 

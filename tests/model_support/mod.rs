@@ -18,8 +18,8 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tls_session_cache::{
-    CacheMode, Error, ManualClock, Session, SessionCache, SessionStore, Stats, MAX_ID_LEN,
-    MAX_SID_CTX_LEN,
+    CacheMode, Error, ManualClock, RemovalCause, Session, SessionCache, SessionStore, Stats,
+    MAX_ID_LEN, MAX_SID_CTX_LEN,
 };
 
 /// Valid known ids `0..IDS`, of lengths 1, 8, 15, 22, 29 (see [`id_bytes`]).
@@ -207,7 +207,7 @@ impl<T> IdMap<T> {
 pub enum Ev {
     New(usize),
     Get(usize),
-    Remove(usize),
+    Remove(usize, RemovalCause),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -280,10 +280,10 @@ impl Model {
     }
 
     /// The remove path: flag not resumable, fire the remove callback.
-    fn removed(&mut self, o: usize) {
+    fn removed(&mut self, o: usize, cause: RemovalCause) {
         self.resumable[o] = false;
         if self.store {
-            self.events.push(Ev::Remove(o));
+            self.events.push(Ev::Remove(o, cause));
         }
     }
 
@@ -300,11 +300,16 @@ impl Model {
         };
         let e = self.entries.remove(&id).unwrap();
         self.stats.cache_full += 1;
-        self.removed(e.obj);
+        self.removed(e.obj, RemovalCause::Evicted);
         true
     }
 
     fn insert(&mut self, o: usize, expiry: u64) {
+        if self.entries.get(&id_of(o)).is_some() {
+            self.stats.replaces += 1;
+        } else {
+            self.stats.adds += 1;
+        }
         self.seq += 1;
         let seq = self.seq;
         self.entries.insert(
@@ -349,14 +354,16 @@ impl Model {
 
     pub fn remove(&mut self, o: usize) -> bool {
         let r = self.entries.remove(&id_of(o)).is_some();
-        self.removed(o);
+        self.stats.removes += u64::from(r);
+        self.removed(o, RemovalCause::Removed);
         r
     }
 
     pub fn remove_if_same(&mut self, o: usize) -> bool {
         if self.cached(id_of(o)) == Some(o) {
             self.entries.remove(&id_of(o));
-            self.removed(o);
+            self.stats.removes += 1;
+            self.removed(o, RemovalCause::Removed);
             true
         } else {
             false
@@ -366,7 +373,8 @@ impl Model {
     /// Any id bytes: an unknown id (any length) finds nothing and counts nothing.
     pub fn take(&mut self, id: &[u8]) -> Option<usize> {
         let o = self.entries.remove(&id_index(id))?.obj;
-        self.removed(o);
+        self.stats.takes += 1;
+        self.removed(o, RemovalCause::Taken);
         Some(o)
     }
 
@@ -404,8 +412,9 @@ impl Model {
             self.stats.timeouts += 1;
             if self.cached(id) == Some(o) {
                 self.entries.remove(&id);
+                self.stats.expired += 1;
             }
-            self.removed(o);
+            self.removed(o, RemovalCause::Expired);
             return None;
         }
         self.stats.hits += 1;
@@ -422,7 +431,8 @@ impl Model {
         victims.sort_unstable();
         for &(_, _, id) in &victims {
             let e = self.entries.remove(&id).unwrap();
-            self.removed(e.obj);
+            self.stats.flushed += 1;
+            self.removed(e.obj, RemovalCause::Flushed);
         }
         victims.len()
     }
@@ -505,8 +515,11 @@ impl SessionStore<usize> for RecStore {
         self.ext.lock().unwrap().get(&i).cloned()
     }
 
-    fn remove_session(&self, s: &Arc<Session<usize>>) {
-        self.events.lock().unwrap().push(Ev::Remove(*s.payload()));
+    fn remove_session(&self, s: &Arc<Session<usize>>, cause: RemovalCause) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(Ev::Remove(*s.payload(), cause));
     }
 }
 
@@ -611,7 +624,15 @@ fn check(model: &mut Model, real: &Real, step: usize, op: &Op) -> Result<(), Str
     if let Some(c) = &real.cache {
         let n = model.entries.len();
         ensure_eq!(c.len(), n, "len after step {step}: {op:?}");
+        model.stats.len = n as u64;
+        model.stats.capacity = model.cap as u64;
         ensure_eq!(c.stats(), model.stats, "stats after step {step}: {op:?}");
+        let st = c.stats();
+        ensure_eq!(
+            st.len,
+            st.adds - st.removes - st.takes - st.evictions(),
+            "len from the counters after step {step}"
+        );
         ensure_eq!(c.capacity(), model.cap, "capacity after step {step}");
         ensure_eq!(c.mode(), model.mode, "mode after step {step}");
         ensure_eq!(c.now(), model.now, "now after step {step}");
