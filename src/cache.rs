@@ -4,7 +4,7 @@
 use crate::builder::Builder;
 use crate::clock::ClockSrc;
 use crate::id::Id;
-use crate::raw::{Added, Raw};
+use crate::raw::{Added, Expect, Raw};
 use crate::stats::{Counter, Counters};
 use crate::sync::{AtomicU32, Epoch, Ordering};
 use crate::{CacheMode, RemovalCause, Session, SessionStore, Stats};
@@ -189,7 +189,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// exactly one returns true. Always marks `s` not resumable and fires the
     /// store's remove callback with `s`, even when nothing was cached (as OpenSSL).
     pub fn remove(&self, s: &Arc<Session<P>>) -> bool {
-        let removed = self.raw.remove(s.key(), None);
+        let removed = self.raw.remove(s.key(), Expect::Any);
         if removed.is_some() {
             self.stats.bump(Counter::Removes);
         }
@@ -202,7 +202,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// compare-and-remove): never removes a session another thread has just put in
     /// its place. On success marks `s` not resumable and fires the remove callback.
     pub fn remove_if_same(&self, s: &Arc<Session<P>>) -> bool {
-        match self.raw.remove(s.key(), Some(Arc::as_ptr(s))) {
+        match self.raw.remove(s.key(), Expect::Same(Arc::as_ptr(s))) {
             Some(taken) => {
                 drop(taken);
                 self.stats.bump(Counter::Removes);
@@ -217,10 +217,37 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// Atomically removes and returns the session cached under `id`, whatever its
     /// context or age: the single-use take of TLS 1.3 tickets (of two concurrent
     /// takes, exactly one gets it). Any id length is accepted (a miss). Marks the
-    /// session not resumable and fires the remove callback. Counts nothing.
+    /// session not resumable and fires the remove callback. Counts `takes` (no
+    /// hit or miss). See [`take_in`](Self::take_in) for a take limited to one
+    /// session id context.
     pub fn take(&self, id: &[u8]) -> Option<Arc<Session<P>>> {
         let key = Id::new(id)?;
-        let s = self.raw.remove(&key, None)?;
+        self.taken(self.raw.remove(&key, Expect::Any)?)
+    }
+
+    /// [`take`](Self::take), but only a session made for `sid_ctx`: a session of
+    /// another context stays cached and `None` is returned (counting nothing), so
+    /// several stores sharing one cache under different contexts never consume
+    /// each other's sessions. Decided under the id's shard lock: of two concurrent
+    /// takes exactly one gets the session.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tls_session_cache::{Session, SessionCache};
+    ///
+    /// let cache: SessionCache<()> = SessionCache::new();
+    /// cache.add(&Arc::new(Session::new(b"ticket", b"svc-a", ())?));
+    /// assert!(cache.take_in(b"ticket", b"svc-b").is_none()); // not b's
+    /// assert_eq!(cache.len(), 1);
+    /// assert!(cache.take_in(b"ticket", b"svc-a").is_some());
+    /// # Ok::<(), tls_session_cache::Error>(())
+    /// ```
+    pub fn take_in(&self, id: &[u8], sid_ctx: &[u8]) -> Option<Arc<Session<P>>> {
+        let key = Id::new(id)?;
+        self.taken(self.raw.remove(&key, Expect::SidCtx(sid_ctx))?)
+    }
+
+    fn taken(&self, s: Arc<Session<P>>) -> Option<Arc<Session<P>>> {
         self.stats.bump(Counter::Takes);
         s.mark_not_resumable();
         self.removed_callback(&s, RemovalCause::Taken);
@@ -261,7 +288,11 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if s.expiry(self.timeout_secs()) < self.clock.now() {
             self.stats.bump(Counter::Timeouts);
             s.mark_not_resumable();
-            if self.raw.remove(&key, Some(Arc::as_ptr(&s))).is_some() {
+            if self
+                .raw
+                .remove(&key, Expect::Same(Arc::as_ptr(&s)))
+                .is_some()
+            {
                 self.stats.bump(Counter::Expired);
             }
             self.removed_callback(&s, RemovalCause::Expired);

@@ -25,6 +25,17 @@ pub(crate) enum Added {
     Same,
 }
 
+/// Which session under a key a removal may unlink.
+#[derive(Clone, Copy)]
+pub(crate) enum Expect<'a, P> {
+    /// Whatever is linked.
+    Any,
+    /// Only this object (held by the caller).
+    Same(*const Session<P>),
+    /// Only a session made for this session id context.
+    SidCtx(&'a [u8]),
+}
+
 /// What linking into an existing slot did.
 enum Linked<P> {
     Same,
@@ -503,23 +514,31 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
     }
 
-    /// Unlinks the session under `key` (only if it is `expect`, when given) and
-    /// returns the cache's strong reference to it.
-    pub(crate) fn remove(
-        &self,
-        key: &Id,
-        expect: Option<*const Session<P>>,
-    ) -> Option<Arc<Session<P>>> {
-        // `expect` is held by the caller (no ABA); a guard is needed only to defer
+    /// Unlinks the session under `key` if it passes `expect`, and returns the
+    /// cache's strong reference to it.
+    pub(crate) fn remove(&self, key: &Id, expect: Expect<'_, P>) -> Option<Arc<Session<P>>> {
+        // A guard to read the linked session's sid_ctx under the lock and to defer
         // the weak reference of what we unlink.
-        let slot = self.map.remove_if(key, |slot| {
-            if expect.is_some_and(|p| !slot.holds(p)) {
-                return false;
-            }
-            self.unfile(slot, false);
-            true
-        })?;
         let guard = self.epoch.pin();
+        let slot = self.map.remove_if(key, |slot| {
+            let pass = match expect {
+                Expect::Any => true,
+                // `p` is held by the caller: no ABA.
+                Expect::Same(p) => slot.holds(p),
+                Expect::SidCtx(ctx) => {
+                    // SAFETY: we hold the key's shard write lock and the slot holds
+                    // the pointer just loaded; a replace needs the shard read lock
+                    // and an unlink this write lock, so the session stays linked
+                    // (its strong reference held by the slot) for the borrow.
+                    let linked = unsafe { slot.load(&guard).deref_linked() };
+                    linked.sid_ctx() == ctx
+                }
+            };
+            if pass {
+                self.unfile(slot, false);
+            }
+            pass
+        })?;
         let s = slot.into_unlinked().release(&guard);
         drop(guard);
         Some(s)

@@ -194,6 +194,60 @@ fn separate_stores_never_cross_resume() {
     }
 }
 
+/// Two `ServerConfig`s (as for two SNI names or client-auth policies) share one
+/// cache through scoped stores: they never resume each other's sessions, a
+/// config's TLS 1.3 ticket offered to the other is not consumed, and both count
+/// against the one capacity. A config rebuilt with the same scope (a certificate
+/// reload) resumes the old one's sessions.
+#[test]
+fn scoped_stores_share_one_cache_and_never_cross_resume() {
+    for version in VERSIONS {
+        let shared = Arc::new(SessionCache::builder().capacity(100).build());
+        let store_a = RustlsStore::scoped(&shared, b"a.example").unwrap();
+        let store_b = RustlsStore::scoped(&shared, b"b.example").unwrap();
+        let a = server_config(version, store_a.clone());
+        let b = server_config(version, store_b.clone());
+        let client = client_config(version);
+        assert_eq!(connect(&client, &a), HandshakeKind::Full);
+        let after_a = shared.len();
+        assert_eq!(after_a, if version == TLS13 { 2 } else { 1 });
+        // The client offers A's session (or ticket) to B: a full handshake, and
+        // A's sessions are all still cached (B's take did not consume a ticket).
+        assert_eq!(connect(&client, &b), HandshakeKind::Full, "{version:?}");
+        assert_eq!(shared.len(), 2 * after_a, "{version:?}");
+        assert_eq!(shared.stats().takes, 0, "{version:?}");
+        for _ in 0..3 {
+            assert_eq!(connect(&client, &a), HandshakeKind::Full, "{version:?}");
+            assert_eq!(connect(&client, &b), HandshakeKind::Full, "{version:?}");
+        }
+        assert_eq!(connect(&client, &b), HandshakeKind::Resumed, "{version:?}");
+        // A reload: a new config for scope a over the same cache resumes A's.
+        let a_reloaded =
+            server_config(version, RustlsStore::scoped(&shared, b"a.example").unwrap());
+        let client2 = client_config(version);
+        assert_eq!(connect(&client2, &a), HandshakeKind::Full, "{version:?}");
+        assert_eq!(
+            connect(&client2, &a_reloaded),
+            HandshakeKind::Resumed,
+            "{version:?}"
+        );
+    }
+    // One capacity for both: TLS 1.2 (one session each), capacity 3.
+    let shared = Arc::new(SessionCache::builder().capacity(3).build());
+    let a = server_config(TLS12, RustlsStore::scoped(&shared, b"a").unwrap());
+    let b = server_config(TLS12, RustlsStore::scoped(&shared, b"b").unwrap());
+    let clients: Vec<_> = (0..4).map(|_| client_config(TLS12)).collect();
+    for (i, c) in clients.iter().enumerate() {
+        let server = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(connect(c, server), HandshakeKind::Full);
+    }
+    assert_eq!(shared.len(), 3);
+    assert_eq!(shared.stats().cache_full, 1);
+    // The first client's session (A's) was evicted by B's handshake.
+    assert_eq!(connect(&clients[0], &a), HandshakeKind::Full);
+    assert_eq!(connect(&clients[3], &b), HandshakeKind::Resumed);
+}
+
 #[test]
 fn eviction_at_capacity_is_visible_through_handshakes() {
     // TLS 1.2: one session per full handshake; capacity 2 keeps the last two.

@@ -165,6 +165,15 @@ impl Drops {
         Arc::new(Session::new(id, CTX, payload).unwrap().with_time(time))
     }
 
+    /// A session like [`session`](Self::session), made for the context `ctx`.
+    pub fn session_in(&self, tag: usize, id: &[u8], ctx: &[u8], time: u64) -> Arc<S> {
+        let payload = Tracked {
+            counter: &self.counts[tag],
+            tag,
+        };
+        Arc::new(Session::new(id, ctx, payload).unwrap().with_time(time))
+    }
+
     /// How often session `tag` was released (its payload dropped): 0 or 1.
     pub fn of(&self, tag: usize) -> usize {
         self.counts[tag].load(StdOrdering::SeqCst)

@@ -5,7 +5,9 @@
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
-use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, EXPIRED, NOW, TIMEOUT};
+use loom_tests::{
+    assert_quiescent, cache, cached_tag, run_model, Drops, CTX, EXPIRED, NOW, TIMEOUT,
+};
 use std::sync::Arc;
 
 /// Model 11: `s1` (expired at `NOW`) is cached; one thread replaces it with the
@@ -228,6 +230,49 @@ fn model_15_last_free_place() {
         );
         drop(cache);
         drop((a, b));
+        assert_eq!(drops.all(), [1, 1]);
+    });
+}
+
+/// Model 16: `s1` (context `CTX`) is cached; one thread replaces it with `s2` of
+/// another context, the other runs `take_in(id, CTX)` (a scoped store's take: the
+/// context is read under the id's shard write lock). Linearizable outcomes only:
+/// the take got `s1` (then the add linked `s2` as a new id), or the replace came
+/// first and the take found another context's session and left it. Never is `s2`
+/// taken, and `s2` is cached in both.
+#[test]
+fn model_16_take_in_replace_other_context() {
+    run_model("16 take_in racing a replace by another context", 3, || {
+        let drops = Drops::new(2);
+        let cache = cache(10);
+        let s1 = drops.session(0, b"id", NOW);
+        let s2 = drops.session_in(1, b"id", b"other", NOW);
+        assert!(cache.add(&s1));
+
+        let t = {
+            let (cache, s2) = (cache.clone(), s2.clone());
+            thread::spawn(move || cache.add(&s2))
+        };
+        let taken = cache.take_in(b"id", CTX).map(|s| s.payload().tag);
+        let added = t.join().unwrap();
+
+        assert!(added);
+        assert!(matches!(taken, None | Some(0)), "took {taken:?}");
+        assert!(s2.is_resumable());
+        assert_eq!(s1.is_resumable(), taken.is_none(), "s1 flagged iff taken");
+        assert_eq!(Arc::strong_count(&s1), 1, "s1 released exactly once");
+        assert_eq!(Arc::strong_count(&s2), 2);
+        assert_quiescent(&cache, 1);
+        let st = cache.stats();
+        assert_eq!(st.takes, u64::from(taken.is_some()));
+        assert_eq!(
+            (st.adds, st.replaces),
+            if taken.is_some() { (2, 0) } else { (1, 1) }
+        );
+        let got = cache.get(b"id", b"other").map(|s| s.payload().tag);
+        assert_eq!(got, Some(1));
+        drop(cache);
+        drop((s1, s2));
         assert_eq!(drops.all(), [1, 1]);
     });
 }

@@ -13,8 +13,32 @@
 //! and TLS 1.3 stateful tickets are 32 random bytes); any other key is a miss for
 //! `get`/`take` and `put` returns false, never a panic.
 //!
-//! Sessions are stored under a fixed, empty session id context: rustls separates
-//! stores per `ServerConfig`, so one store serves one configuration.
+//! A store made with [`RustlsStore::new`] or [`RustlsStore::with_cache`] owns its
+//! cache and stores sessions under the empty session id context. Several
+//! `ServerConfig`s (one per SNI name, per client-auth policy, or rebuilt at every
+//! certificate reload) can share one cache's capacity with
+//! [`RustlsStore::scoped`]: each store tags its sessions with its scope (as an
+//! OpenSSL `sid_ctx`) and only finds (`get`) or consumes (`take`) sessions of its
+//! own scope, so configurations never resume each other's sessions. rustls hands
+//! the store only the session key, so the scope has to be the store's.
+//!
+//! ## Lifetimes, and when a stateless ticketer is the better choice
+//!
+//! rustls advertises a lifetime of 24 hours in the TLS 1.3 tickets it issues for
+//! stateful resumption (a fixed value in rustls 0.23), whatever the store keeps; a
+//! store keeps a session for the cache's timeout (300 s by default, OpenSSL's
+//! `SSL_SESSION` default). A client that returns after the timeout offers a ticket
+//! the store has forgotten: a miss and a full handshake, never an error. Raise the
+//! timeout (`SessionCache::builder().timeout(..)`) to the resumption window you
+//! want and size the capacity for it (sessions per second × timeout).
+//!
+//! A stateless ticketer (`ServerConfig::ticketer`, e.g. rustls's
+//! `crypto::ring::Ticketer`, 6 h tickets) keeps no per-session state on the server
+//! and resumes on any machine holding the ticket keys; choose it when memory per
+//! session or a fleet without shared state matters more than what only stateful
+//! resumption gives: single-use tickets (rustls only accepts 0-RTT early data with
+//! stateful tickets), immediate revocation by removing a session, and no
+//! long-lived ticket keys whose theft would expose every ticket issued under them.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,13 +56,10 @@
 //! ```
 
 use crate::stats::{Counter, Counters};
-use crate::{Session, SessionCache, Stats, DEFAULT_CAPACITY};
+use crate::{CacheMode, Error, Session, SessionCache, Stats, DEFAULT_CAPACITY, MAX_SID_CTX_LEN};
 use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroize;
-
-/// The session id context every session of a [`RustlsStore`] is stored under.
-const SID_CTX: &[u8] = b"";
 
 /// Serialized rustls session state: the payload of a [`RustlsStore`]'s sessions.
 ///
@@ -120,9 +141,14 @@ impl fmt::Debug for Secret {
 ///   ticket exactly one gets it); a taken session that has expired is a miss.
 ///   The core's `take` counts nothing, so the store counts takes itself (hits,
 ///   misses, timeouts); [`stats`](Self::stats) adds them to the cache's.
-/// - `can_cache` is true.
+/// - `can_cache` is true unless the cache's mode forbids storing (no `SERVER`
+///   bit, or `NO_INTERNAL_STORE`): rustls then sends no TLS 1.2 session id and
+///   issues no stateful TLS 1.3 ticket instead of promising a resumption the
+///   store would refuse.
 pub struct RustlsStore {
-    cache: SessionCache<Secret>,
+    cache: Arc<SessionCache<Secret>>,
+    /// The session id context of this store's sessions (empty unless scoped).
+    scope: Box<[u8]>,
     takes: Counters,
 }
 
@@ -141,19 +167,66 @@ impl RustlsStore {
     /// `NO_INTERNAL_STORE`.
     pub fn with_cache(cache: SessionCache<Secret>) -> Arc<Self> {
         Arc::new(RustlsStore {
-            cache,
+            cache: Arc::new(cache),
+            scope: Box::default(),
             takes: Counters::new(),
         })
     }
 
+    /// A store for one `ServerConfig` over a cache shared with others: sessions
+    /// are stored under `scope` (0 to 32 bytes, e.g. a short tag per SNI name or
+    /// client-auth policy) and only sessions of the same scope are found or taken.
+    /// All the stores count against the one cache's capacity; keep the same scope
+    /// for a configuration rebuilt at a certificate reload, so its clients resume
+    /// across the reload.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use rustls::server::StoresServerSessions;
+    /// use tls_session_cache::{integrations::rustls::Secret, RustlsStore, SessionCache};
+    ///
+    /// let shared: Arc<SessionCache<Secret>> =
+    ///     Arc::new(SessionCache::builder().capacity(50_000).build());
+    /// let api = RustlsStore::scoped(&shared, b"api.example.com")?;
+    /// let admin = RustlsStore::scoped(&shared, b"admin+mtls")?;
+    /// assert!(api.put(vec![1; 32], b"api session".to_vec()));
+    /// assert_eq!(admin.get(&[1; 32]), None);  // never another scope's session
+    /// assert_eq!(admin.take(&[1; 32]), None); // ...nor consumes it
+    /// assert!(api.take(&[1; 32]).is_some());
+    /// // In a server: `config.session_storage = api;`
+    /// # Ok::<(), tls_session_cache::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidSidCtxLength`] if `scope` is longer than 32 bytes.
+    pub fn scoped(cache: &Arc<SessionCache<Secret>>, scope: &[u8]) -> Result<Arc<Self>, Error> {
+        if scope.len() > MAX_SID_CTX_LEN {
+            return Err(Error::InvalidSidCtxLength { len: scope.len() });
+        }
+        Ok(Arc::new(RustlsStore {
+            cache: Arc::clone(cache),
+            scope: scope.into(),
+            takes: Counters::new(),
+        }))
+    }
+
     /// The cache underneath: its length, capacity and its own statistics (which do
-    /// not include `take`s: see [`stats`](Self::stats)).
-    pub fn cache(&self) -> &SessionCache<Secret> {
+    /// not include this store's `take` outcomes: see [`stats`](Self::stats)).
+    /// Shared with the other scoped stores over it, if any.
+    pub fn cache(&self) -> &Arc<SessionCache<Secret>> {
         &self.cache
     }
 
-    /// The cache's statistics plus the store's `take`s: a taken live session counts
-    /// a hit, a take that found nothing a miss, a taken expired session a timeout.
+    /// The session id context this store's sessions are stored under (empty
+    /// unless made with [`scoped`](Self::scoped)).
+    pub fn scope(&self) -> &[u8] {
+        &self.scope
+    }
+
+    /// The cache's statistics plus this store's `take`s: a taken live session
+    /// counts a hit, a take that found nothing a miss, a taken expired session a
+    /// timeout. For a scoped store, the cache's counters (and `len`) are those of
+    /// the whole shared cache; the take outcomes are this store's.
     pub fn stats(&self) -> Stats {
         let mut s = self.cache.stats();
         let t = self.takes.snapshot();
@@ -167,7 +240,8 @@ impl RustlsStore {
 impl Default for RustlsStore {
     fn default() -> Self {
         RustlsStore {
-            cache: SessionCache::builder().capacity(DEFAULT_CAPACITY).build(),
+            cache: Arc::new(SessionCache::builder().capacity(DEFAULT_CAPACITY).build()),
+            scope: Box::default(),
             takes: Counters::new(),
         }
     }
@@ -177,7 +251,7 @@ impl ::rustls::server::StoresServerSessions for RustlsStore {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
         let secret = Secret::new(value);
         // Invalid lengths (0 or over 32 bytes): not stored; `secret` is wiped here.
-        let Ok(s) = Session::new(&key, SID_CTX, secret) else {
+        let Ok(s) = Session::new(&key, &self.scope, secret) else {
             return false;
         };
         let s = Arc::new(s.with_time(self.cache.now()));
@@ -186,12 +260,13 @@ impl ::rustls::server::StoresServerSessions for RustlsStore {
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         // Any length: the cache counts a miss for an invalid one.
-        let s = self.cache.get(key, SID_CTX)?;
+        let s = self.cache.get(key, &self.scope)?;
         Some(s.payload().as_bytes().to_vec())
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let Some(s) = self.cache.take(key) else {
+        // Only this store's scope: another configuration's ticket stays its own.
+        let Some(s) = self.cache.take_in(key, &self.scope) else {
             self.takes.bump(Counter::Misses);
             return None;
         };
@@ -205,7 +280,8 @@ impl ::rustls::server::StoresServerSessions for RustlsStore {
     }
 
     fn can_cache(&self) -> bool {
-        true
+        let mode = self.cache.mode();
+        mode.contains(CacheMode::SERVER) && !mode.contains(CacheMode::NO_INTERNAL_STORE)
     }
 }
 
@@ -214,6 +290,7 @@ impl fmt::Debug for RustlsStore {
         // The cache's Debug shows counts and settings, never ids or payloads.
         f.debug_struct("RustlsStore")
             .field("cache", &self.cache)
+            .field("scope_len", &self.scope.len())
             .field("stats", &self.stats())
             .finish()
     }
@@ -323,8 +400,42 @@ mod tests {
             .mode(crate::CacheMode::SERVER | crate::CacheMode::NO_INTERNAL_STORE)
             .build();
         let store = RustlsStore::with_cache(cache);
+        assert!(!store.can_cache(), "rustls must not promise a resumption");
         assert!(!store.put(b"x".to_vec(), vec![1]));
         assert_eq!(store.get(b"x"), None);
+        store.cache().set_mode(crate::CacheMode::OFF);
+        assert!(!store.can_cache());
+        store.cache().set_mode(crate::CacheMode::SERVER);
+        assert!(store.can_cache());
+        assert!(store.put(b"x".to_vec(), vec![1]));
+    }
+
+    #[test]
+    fn scoped_stores_share_capacity_never_sessions() {
+        let shared = Arc::new(SessionCache::builder().capacity(4).build());
+        let a = RustlsStore::scoped(&shared, b"a").unwrap();
+        let b = RustlsStore::scoped(&shared, b"b").unwrap();
+        assert_eq!(
+            RustlsStore::scoped(&shared, &[0; 33]).unwrap_err(),
+            Error::InvalidSidCtxLength { len: 33 }
+        );
+        assert!(a.put(vec![1; 32], b"a1".to_vec()));
+        assert!(b.put(vec![2; 32], b"b2".to_vec()));
+        assert_eq!(b.get(&[1; 32]), None);
+        assert_eq!(a.get(&[2; 32]), None);
+        assert_eq!(b.take(&[1; 32]), None);
+        assert_eq!(shared.len(), 2, "a's session survives b's take");
+        assert_eq!(a.get(&[1; 32]).as_deref(), Some(&b"a1"[..]));
+        // One capacity: b's puts evict a's oldest session.
+        for i in 3..=5u8 {
+            assert!(b.put(vec![i; 32], vec![i]));
+        }
+        assert_eq!(shared.len(), 4);
+        assert_eq!(shared.stats().cache_full, 1);
+        assert_eq!(a.get(&[1; 32]), None, "evicted by b's puts");
+        assert_eq!(a.take(&[2; 32]), None);
+        assert_eq!(b.take(&[2; 32]).as_deref(), Some(&b"b2"[..]));
+        assert_eq!((a.stats().misses >= 1, b.stats().takes), (true, 1));
     }
 
     #[test]
