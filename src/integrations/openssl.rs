@@ -320,13 +320,19 @@ unsafe impl Send for CtxPtr {}
 unsafe impl Sync for CtxPtr {}
 
 impl CtxPtr {
+    /// The pointer (a method, so closures capture the whole `CtxPtr`, which is
+    /// `Send + Sync`, not its raw field).
+    fn as_ptr(self) -> *mut ffi::SSL_CTX {
+        self.0
+    }
+
     /// Whether the context's cache mode keeps sessions out of OpenSSL's internal
     /// cache (`SSL_SESS_CACHE_NO_INTERNAL_STORE`, set by [`install`]).
     fn no_internal_store(self) -> bool {
         // SAFETY: see `CtxPtr`; a read-only ctrl on a live context.
         let mode = unsafe {
             ffi::SSL_CTX_ctrl(
-                self.0,
+                self.as_ptr(),
                 SSL_CTRL_GET_SESS_CACHE_MODE,
                 0,
                 std::ptr::null_mut(),
@@ -436,7 +442,7 @@ pub fn install(
             let resumable = unsafe { SSL_SESSION_is_resumable(payload.as_ptr()) } == 1;
             if resumable {
                 // SAFETY: as above.
-                unsafe { ffi::SSL_CTX_add_session(ctx.0, payload.as_ptr()) };
+                unsafe { ffi::SSL_CTX_add_session(ctx.as_ptr(), payload.as_ptr()) };
             }
             Some(payload)
         })
