@@ -11,10 +11,15 @@
 //! - **get** (`SSL_CTX_sess_set_get_cb`, a client offers a TLS 1.2 session id or a
 //!   TLS 1.3 stateful ticket): [`SessionCache::get`] with the connection's session id
 //!   context, so sessions of another context and expired sessions are never
-//!   returned; the statistics (`hits`, `misses`, `timeouts`) are counted there;
+//!   returned; the statistics (`hits`, `misses`, `timeouts`) are counted there.
+//!   With TLS 1.3 early data the ticket is also taken out of the cache (single use,
+//!   see "Early data" below);
 //! - **remove** (`SSL_CTX_sess_set_remove_cb`: `SSL_CTX_remove_session` on the
 //!   context, a fatal alert sent or received on a connection, a session OpenSSL
-//!   finds expired): [`SessionCache::remove`] by id.
+//!   finds expired, the early-data replay check): [`SessionCache::remove`] by id.
+//!
+//! Each callback body runs under [`std::panic::catch_unwind`]: a panic never
+//! unwinds into OpenSSL (see "Panics" below).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -46,6 +51,36 @@
 //! session is never resumed across contexts even if a context was configured
 //! behind the adapter's back (only the statistics would then be off).
 //!
+//! # Several contexts, one cache
+//!
+//! Contexts that share a cache (each with its own [`install`]) resume only
+//! sessions of their own `sid_ctx`: with different values they never resume each
+//! other's sessions. Contexts given the *same* `sid_ctx` are one service: a session
+//! made on one resumes on the other, as connections of one context do, so give
+//! them the same security policy (ciphers, client verification, ALPN) or different
+//! values.
+//!
+//! rust-openssl's get callback must not return a session "associated with a
+//! different `SslContext`". What OpenSSL forbids (`SSL_set_session(3)`) is one
+//! `SSL_SESSION` linked into two contexts' internal cache lists (`prev`/`next`
+//! pointers and the owning context); nothing else in an `SSL_SESSION` refers to a
+//! context (its cipher points into libssl's static tables; certificates and
+//! secrets are its own). The adapter keeps sessions out of internal caches:
+//!
+//! - the new-session callback stores only sessions of a context whose mode has
+//!   `NO_INTERNAL_STORE` (as [`install`] sets it), so no cached session is linked
+//!   in an internal cache; a context whose mode was changed back after [`install`]
+//!   keeps its sessions to itself;
+//! - the get callback returns sessions only to a context whose mode has
+//!   `NO_INTERNAL_STORE`, which OpenSSL then does not link them into
+//!   (`lookup_sess_in_cache`);
+//! - the early-data hand-off (below) links a session into one context's internal
+//!   cache after taking it out of the shared cache, so no other context can obtain
+//!   it, and OpenSSL unlinks it again in the same call.
+//!
+//! (`tests/openssl_handshakes.rs`: `shared_cache_cross_context_resumption`,
+//! `context_storing_internally_is_kept_out_of_the_shared_cache`.)
+//!
 //! # Time
 //!
 //! A session keeps the time and timeout OpenSSL gave it (`SSL_SESSION_get_time`,
@@ -62,6 +97,69 @@
 //! is the session id) or with early data and anti-replay. Stateless tickets carry
 //! the whole session and are never stored. (OpenSSL also stores them when a ticket
 //! callback, `SSL_CTX_set_session_ticket_cb`, is set; the adapter cannot see that.)
+//!
+//! # Early data (0-RTT)
+//!
+//! With `SslContextBuilder::set_max_early_data(n > 0)` and OpenSSL's anti-replay
+//! protection (the default; `SSL_OP_NO_ANTI_REPLAY` turns it off) OpenSSL issues
+//! stateful TLS 1.3 tickets even without `NO_TICKET` and makes each single use: right
+//! after the lookup (`tls_parse_ctos_psk`) it calls `SSL_CTX_remove_session` and
+//! resumes only if that found the session in the context's *internal* cache —
+//! empty under `NO_INTERNAL`, so without help every resumption would fall back to a
+//! full handshake while the remove callback deleted the ticket. The get callback
+//! therefore, for a TLS 1.3 session on such a connection:
+//!
+//! 1. looks it up ([`SessionCache::get`]: `sid_ctx`, expiry, `hits`);
+//! 2. takes it out of the cache ([`SessionCache::take`], counted in `takes`, the
+//!    store told [`RemovalCause::Taken`](crate::RemovalCause::Taken)): of
+//!    concurrent offers of one ticket exactly one gets it, the others are misses
+//!    (a full handshake; they counted a hit before losing the race);
+//! 3. adds it to the context's internal cache (`SSL_CTX_add_session`, which works
+//!    whatever the mode), where OpenSSL's replay check finds and removes it again;
+//!    that removal calls the remove callback, so the store also sees
+//!    [`RemovalCause::Removed`](crate::RemovalCause::Removed) for it (as with
+//!    OpenSSL's internal cache, whose replay check calls the remove callback too).
+//!
+//! So a ticket resumes at most once, through this cache, with early data accepted
+//! (checked with `openssl s_client -early_data` in `tests/openssl_s_client.rs`).
+//! TLS 1.2 session ids are not affected (OpenSSL has no replay check for them), nor
+//! are contexts with `SSL_OP_NO_ANTI_REPLAY` (tickets may then be replayed, which is
+//! what that option asks for). Limits: single use holds in this process (a store
+//! sharing sessions across servers is told `Taken`/`Removed`, not asked to decide
+//! atomically); a context sharing the cache *without* early data resumes a ticket
+//! without taking it (no early data is at stake there). A session marked not
+//! resumable by a concurrent removal between steps 2 and 3 is not added; if that
+//! removal lands just after step 3, OpenSSL refuses the session before its replay
+//! check and it stays in the internal cache, unreachable (lookups skip the
+//! internal cache), until it expires and a flush, or the context's end, frees it.
+//! Keep the internal cache's size limit (`SSL_CTX_sess_set_cache_size`, default
+//! 20480) at its default or 0: a hand-off evicted by a tiny limit makes that
+//! resumption a full handshake.
+//!
+//! # Panics
+//!
+//! rust-openssl's callback trampolines do not catch panics, and a panic unwinding
+//! out of them into OpenSSL's C frames aborts the process. Each callback body
+//! therefore runs under [`std::panic::catch_unwind`]; a caught panic counts in
+//! [`OpensslCache::caught_panics`] (the panic hook still prints its message) and:
+//!
+//! - in **get** (the store's `get_session`, the [`Clock`](crate::Clock)): the
+//!   lookup is a miss, the client gets a full handshake. Nothing was changed, so
+//!   the session resumes once the fault is gone (with early data the ticket may
+//!   already have been taken: it is then lost, never resumed twice);
+//! - in **new**: the session stays where the panic stopped it. The store's
+//!   `new_session` runs after the cache added the session (as OpenSSL calls its
+//!   new-session callback after its internal add), so the session is cached and
+//!   resumes; a panic before the add (the clock under
+//!   [`CacheMode::UPDATE_TIME`](crate::CacheMode::UPDATE_TIME)) leaves it out. The
+//!   handshake completes either way;
+//! - in **remove**: ignored. The cache removes before it calls the store, so the
+//!   session is gone.
+//!
+//! The cache stays consistent after a panicking store callback (the core's
+//! promise, `tests/faults.rs`) or clock (read before a change, never in the middle
+//! of one). With `panic = "abort"` nothing can be caught: the process aborts at the
+//! panic, as it would anywhere. (`tests/openssl_faults.rs`.)
 //!
 //! # References
 //!
