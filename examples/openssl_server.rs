@@ -5,12 +5,20 @@
 //! openssl s_client -connect 127.0.0.1:4433 -reconnect -tls1_2 -no_ticket   # 5 × "Reused"
 //! printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect 127.0.0.1:4433 -tls1_3 -sess_out s.pem -ign_eof
 //! printf 'GET / HTTP/1.0\r\n\r\n' | openssl s_client -connect 127.0.0.1:4433 -tls1_3 -sess_in s.pem -ign_eof  # "Reused"
+//!
+//! # TLS 1.3 early data (0-RTT): start with `--early-data 16384`
+//! printf 'GET / HTTP/1.0\r\n\r\n' > req.txt
+//! openssl s_client -connect 127.0.0.1:4433 -tls1_3 -sess_out s.pem -ign_eof < req.txt
+//! openssl s_client -connect 127.0.0.1:4433 -tls1_3 -sess_in s.pem -early_data req.txt -ign_eof < /dev/null  # "Early data was accepted"
+//! openssl s_client -connect 127.0.0.1:4433 -tls1_3 -sess_in s.pem -early_data req.txt -ign_eof < /dev/null  # replay: "Early data was rejected"
 //! ```
 //!
 //! It listens on 127.0.0.1 only, generates a self-signed certificate at start,
 //! answers each connection with a short HTTP response and serves until killed.
 //! `SslOptions::NO_TICKET` makes clients resume by session id (TLS 1.2) or by TLS
-//! 1.3 stateful tickets, both looked up in the cache. The test suite
+//! 1.3 stateful tickets, both looked up in the cache. With `--early-data N` the
+//! server accepts up to N bytes of TLS 1.3 early data, each ticket once (the
+//! adapter takes the ticket out of the cache). The test suite
 //! (`tests/openssl_s_client.rs`) includes this file to run the same server.
 
 use openssl::asn1::Asn1Time;
@@ -67,6 +75,16 @@ pub fn self_signed() -> Result<(PKey<Private>, X509), ErrorStack> {
 pub fn server_context(
     cache: Arc<SessionCache<NativeSession>>,
 ) -> Result<(SslContext, OpensslCache), ErrorStack> {
+    server_context_with(cache, 0)
+}
+
+/// [`server_context`] accepting up to `max_early_data` bytes of TLS 1.3 early
+/// data (`SSL_CTX_set_max_early_data`; 0: none). OpenSSL's anti-replay stays on:
+/// each ticket is accepted once.
+pub fn server_context_with(
+    cache: Arc<SessionCache<NativeSession>>,
+    max_early_data: u32,
+) -> Result<(SslContext, OpensslCache), ErrorStack> {
     let (key, cert) = self_signed()?;
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_private_key(&key)?;
@@ -74,21 +92,41 @@ pub fn server_context(
     b.check_private_key()?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
     b.set_options(SslOptions::NO_TICKET);
+    b.set_max_early_data(max_early_data)?;
     let handle = install(&mut b, cache, b"tls-session-cache/openssl_server")?;
     Ok((b.build().into_context(), handle))
 }
 
-/// Answers one connection: handshake, read the request (up to the blank line, or
+/// What the server saw of one connection.
+#[derive(Debug)]
+pub struct Served {
+    /// The handshake resumed a session.
+    pub reused: bool,
+    /// The TLS 1.3 early data the client sent and the server accepted.
+    pub early_data: Vec<u8>,
+}
+
+/// Answers one connection: read any early data (`SSL_read_early_data`), finish
+/// the handshake, read the request (early data first, up to the blank line, or
 /// whatever arrives before the peer closes), send [`RESPONSE`], close.
-pub fn handle(ctx: &SslContext, tcp: TcpStream) -> Result<bool, Box<dyn std::error::Error>> {
+pub fn handle(ctx: &SslContext, tcp: TcpStream) -> Result<Served, Box<dyn std::error::Error>> {
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let ssl = openssl::ssl::Ssl::new(ctx)?;
+    let mut ssl = openssl::ssl::Ssl::new(ctx)?;
+    ssl.set_accept_state();
     let mut tls = SslStream::new(ssl, tcp)?;
+    let mut buf = [0u8; 1024];
+    // Returns 0 at once when no early data comes (TLS 1.2, no ticket, rejected).
+    let mut early_data = Vec::new();
+    while early_data.len() < 16 * 1024 {
+        match tls.read_early_data(&mut buf)? {
+            0 => break,
+            n => early_data.extend_from_slice(&buf[..n]),
+        }
+    }
     tls.accept()?;
     let reused = tls.ssl().session_reused();
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
+    let mut request = early_data.clone();
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
         match tls.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -100,7 +138,7 @@ pub fn handle(ctx: &SslContext, tcp: TcpStream) -> Result<bool, Box<dyn std::err
         tls.flush()?;
     }
     let _ = tls.shutdown();
-    Ok(reused)
+    Ok(Served { reused, early_data })
 }
 
 /// Serves connections on `listener` (one thread each) until the listener fails.
@@ -116,9 +154,18 @@ pub fn serve(listener: TcpListener, ctx: SslContext, handle_: OpensslCache, verb
             if verbose {
                 let s = h.stats();
                 match r {
-                    Ok(reused) => eprintln!(
-                        "#{i}: {} (sessions {}, hits {}, misses {}, timeouts {})",
-                        if reused { "resumed" } else { "full handshake" },
+                    Ok(served) => eprintln!(
+                        "#{i}: {}{} (sessions {}, hits {}, misses {}, timeouts {})",
+                        if served.reused {
+                            "resumed"
+                        } else {
+                            "full handshake"
+                        },
+                        if served.early_data.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} bytes of early data", served.early_data.len())
+                        },
                         h.len(),
                         s.hits,
                         s.misses,
@@ -134,21 +181,27 @@ pub fn serve(listener: TcpListener, ctx: SslContext, handle_: OpensslCache, verb
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut port: u16 = 4433;
+    let mut early_data: u32 = 0;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" | "-p" => {
                 port = args.next().ok_or("--port needs a value")?.parse()?;
             }
+            "--early-data" => {
+                early_data = args.next().ok_or("--early-data needs a value")?.parse()?;
+            }
             "--help" | "-h" => {
-                println!("usage: openssl_server [--port P]   (127.0.0.1 only; default 4433)");
+                println!(
+                    "usage: openssl_server [--port P] [--early-data BYTES]   (127.0.0.1 only; default 4433, no early data)"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
     let cache = Arc::new(SessionCache::new());
-    let (ctx, handle_) = server_context(cache)?;
+    let (ctx, handle_) = server_context_with(cache, early_data)?;
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     println!("listening on {}", listener.local_addr()?);
     serve(listener, ctx, handle_, true);

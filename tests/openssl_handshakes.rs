@@ -9,6 +9,7 @@
 
 mod openssl_support;
 
+use openssl::ssl::SslSessionCacheMode;
 use openssl_support::{Client, Counters, Server, ServerConfig, Tls};
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +203,166 @@ fn shared_cache_enforces_sid_ctx() {
         assert!(c.connect(&a, Some(&full.session), false).reused, "{tls:?}");
         assert_eq!(cache.stats().hits, st.hits + 1);
     }
+}
+
+/// Contexts sharing one cache: with different sid_ctx they never resume each
+/// other's sessions (either way); with the same sid_ctx they are one service for
+/// OpenSSL and for the cache, and resume each other's sessions both ways, as
+/// connections of one context do. With early data (anti-replay) on both, a
+/// ticket is single use across the contexts too.
+#[test]
+fn shared_cache_cross_context_resumption() {
+    for tls in [Tls::V12, Tls::V13] {
+        let c = Client::new(tls);
+        let cache = our_cache();
+        let a = Server::start(ServerConfig::ours(Arc::clone(&cache)).sid_ctx(b"service A"));
+        let b = Server::start(ServerConfig::ours(Arc::clone(&cache)).sid_ctx(b"service B"));
+        let full_a = c.connect(&a, None, false);
+        let full_b = c.connect(&b, None, false);
+        assert!(
+            !c.connect(&b, Some(&full_a.session), false).reused,
+            "{tls:?}"
+        );
+        assert!(
+            !c.connect(&a, Some(&full_b.session), false).reused,
+            "{tls:?}"
+        );
+        assert!(
+            c.connect(&a, Some(&full_a.session), false).reused,
+            "{tls:?}"
+        );
+        assert!(
+            c.connect(&b, Some(&full_b.session), false).reused,
+            "{tls:?}"
+        );
+        assert_eq!(cache.stats().hits, 2, "{tls:?}");
+
+        let cache = our_cache();
+        let a = Server::start(ServerConfig::ours(Arc::clone(&cache)).sid_ctx(b"one service"));
+        let b = Server::start(ServerConfig::ours(Arc::clone(&cache)).sid_ctx(b"one service"));
+        let full_a = c.connect(&a, None, false);
+        let full_b = c.connect(&b, None, false);
+        assert!(
+            c.connect(&b, Some(&full_a.session), false).reused,
+            "{tls:?}"
+        );
+        assert!(
+            c.connect(&a, Some(&full_b.session), false).reused,
+            "{tls:?}"
+        );
+        assert_eq!(cache.stats().hits, 2, "{tls:?}");
+    }
+    let c = Client::new(Tls::V13);
+    let cache = our_cache();
+    let cfg = || {
+        ServerConfig::ours(Arc::clone(&cache))
+            .sid_ctx(b"one service")
+            .early_data(16384)
+    };
+    let (a, b) = (Server::start(cfg()), Server::start(cfg()));
+    let full_a = c.connect(&a, None, false);
+    assert!(c.connect(&b, Some(&full_a.session), false).reused);
+    assert!(
+        !c.connect(&a, Some(&full_a.session), false).reused,
+        "used once"
+    );
+    assert!(
+        !c.connect(&b, Some(&full_a.session), false).reused,
+        "used once"
+    );
+}
+
+/// A context whose mode was set back to storing internally after `install` has
+/// OpenSSL link its sessions into its own cache list; such a session must never
+/// reach another context (`SSL_set_session(3)`: one session, one context's
+/// cache). The adapter neither stores that context's sessions in the shared cache
+/// nor hands it sessions from there.
+#[test]
+fn context_storing_internally_is_kept_out_of_the_shared_cache() {
+    for tls in [Tls::V12, Tls::V13] {
+        let c = Client::new(tls);
+        let cache = our_cache();
+        let a = Server::start(
+            ServerConfig::ours(Arc::clone(&cache)).mode_after_install(SslSessionCacheMode::SERVER),
+        );
+        let b = Server::start(ServerConfig::ours(Arc::clone(&cache)));
+        let full_a = c.connect(&a, None, false);
+        assert_eq!(cache.len(), 0, "{tls:?}: not stored in the shared cache");
+        assert!(
+            c.connect(&a, Some(&full_a.session), false).reused,
+            "{tls:?}: A resumes from its internal cache"
+        );
+        assert!(
+            !c.connect(&b, Some(&full_a.session), false).reused,
+            "{tls:?}"
+        );
+        let full_b = c.connect(&b, None, false);
+        assert!(!cache.is_empty());
+        let st = cache.stats();
+        assert!(
+            !c.connect(&a, Some(&full_b.session), false).reused,
+            "{tls:?}: never handed to A"
+        );
+        assert_eq!(cache.stats().hits, st.hits, "{tls:?}: not even looked up");
+        assert!(
+            c.connect(&b, Some(&full_b.session), false).reused,
+            "{tls:?}"
+        );
+    }
+}
+
+/// With early data and OpenSSL's anti-replay (the default), a TLS 1.3 ticket
+/// resumes once — through OpenSSL's internal cache and through ours, with the
+/// same counters; TLS 1.2 session ids are not affected.
+#[test]
+fn early_data_tickets_are_single_use_differential() {
+    for tls in [Tls::V12, Tls::V13] {
+        let internal = Server::start(ServerConfig::internal().early_data(16384));
+        let ours = Server::start(ServerConfig::ours(our_cache()).early_data(16384));
+        let c = Client::new(tls);
+        let a = basic(&internal, &c);
+        let b = basic(&ours, &c);
+        let expect = if tls == Tls::V12 {
+            [false, true, true]
+        } else {
+            [false, true, false]
+        };
+        assert_eq!(a, expect, "{tls:?} internal");
+        compare(&internal, &ours, &format!("early data {tls:?}"), a, b);
+    }
+}
+
+/// Many clients offer one TLS 1.3 ticket at once to a server with early data:
+/// exactly one resumes (the take is atomic), every round.
+#[test]
+fn early_data_concurrent_offers_of_one_ticket_resume_once() {
+    const THREADS: usize = 6;
+    const ROUNDS: u64 = 5;
+    let cache = our_cache();
+    let s = Server::start(ServerConfig::ours(Arc::clone(&cache)).early_data(16384));
+    let c = Client::new(Tls::V13);
+    for round in 0..ROUNDS {
+        let full = c.connect_nowait(&s, None);
+        assert!(!full.reused);
+        let barrier = std::sync::Barrier::new(THREADS);
+        let resumed: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        c.connect_nowait(&s, Some(&full.session)).reused
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| usize::from(t.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(resumed, 1, "round {round}");
+    }
+    assert_eq!(cache.stats().takes, ROUNDS);
+    assert_eq!(s.ours.as_ref().unwrap().caught_panics(), 0);
 }
 
 /// TLS 1.3 with stateless tickets: resumption never asks the cache and, as in

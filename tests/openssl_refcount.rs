@@ -1,7 +1,8 @@
 //! No `SSL_SESSION` reference leaks through the adapter: every session libssl
 //! creates in this process is counted (an ex_data index whose new and free
 //! callbacks count), and after handshakes that store, resume, replace, evict,
-//! expire and remove sessions, exactly the sessions our cache holds are alive;
+//! expire and remove sessions, and resume single-use early-data tickets, exactly
+//! the sessions our cache holds are alive;
 //! once the cache and contexts are gone, none is.
 //!
 //! Its own test binary with a single test: the counters are process-wide.
@@ -115,12 +116,29 @@ fn no_session_reference_leaks() {
             }
             drop(c);
         }
+        // Early data (anti-replay) on a second context sharing the cache: the
+        // single-use ticket passes through OpenSSL's internal cache for the replay
+        // check and must not stay there.
+        let e = Server::start(
+            ServerConfig::ours(Arc::clone(&cache))
+                .timeout(300)
+                .early_data(16384),
+        );
+        let c = Client::new(Tls::V13);
+        for _ in 0..3 {
+            let full = c.connect(&e, None, false);
+            assert!(c.connect(&e, Some(&full.session), false).reused);
+            assert!(!c.connect(&e, Some(&full.session), false).reused);
+        }
+        assert_eq!(cache.stats().takes, 3);
+        drop(c);
         assert!(cache.stats().cache_full > 0, "evictions happened");
         assert!(cache.stats().timeouts > 0, "expiries happened");
         // Every outcome is dropped: alive are exactly the sessions cached.
         let want = cache.len() as i64;
         assert_eq!(settle(want), want, "live SSL_SESSIONs vs cached");
         drop(s);
+        drop(e);
     }
     // The server's accept thread holds the context until it notices the stop.
     drop(cache);

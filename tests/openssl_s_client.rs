@@ -8,10 +8,11 @@
 
 mod openssl_support;
 
-use openssl_support::openssl_server::{serve, server_context};
+use openssl_support::openssl_server::{handle, serve, server_context, server_context_with, Served};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls_session_cache::integrations::openssl::OpensslCache;
@@ -113,5 +114,98 @@ fn s_client_tls13_sess_out_sess_in_is_reused() {
     assert_eq!(lines_starting(&out, "Reused, TLSv1.3"), 1, "{out}");
     assert!(out.contains("HTTP/1.0 200 OK"), "{out}");
     assert_eq!(handle.stats().hits, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example's server with `max_early_data`, one connection at a time; what it
+/// saw of each connection comes back on the channel.
+fn start_early_data_server(max_early_data: u32) -> (u16, OpensslCache, Receiver<Served>) {
+    let (ctx, handle_) =
+        server_context_with(Arc::new(SessionCache::new()), max_early_data).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let served = handle(&ctx, tcp).expect("server connection");
+            if tx.send(served).is_err() {
+                break;
+            }
+        }
+    });
+    (port, handle_, rx)
+}
+
+/// TLS 1.3 early data through the cache: `openssl s_client -early_data` with a
+/// stored ticket is accepted (the server reads the request as early data); the
+/// same ticket offered again is refused (OpenSSL's anti-replay, single use
+/// through our cache), and the client falls back to a full handshake.
+#[test]
+fn s_client_early_data_accepted_once_replay_refused() {
+    let (port, handle_, conns) = start_early_data_server(16384);
+    let next = || conns.recv_timeout(CLIENT_TIMEOUT).expect("server report");
+    let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("tsc-early-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sess = dir.join("session.pem");
+    let sess = sess.to_str().unwrap();
+    let early = dir.join("early.txt");
+    let request = b"GET / HTTP/1.0\r\n\r\n";
+    std::fs::write(&early, request).unwrap();
+    let early = early.to_str().unwrap();
+
+    let out = s_client(
+        &["-connect", &addr, "-tls1_3", "-sess_out", sess, "-ign_eof"],
+        request,
+    );
+    assert_eq!(lines_starting(&out, "New, TLSv1.3"), 1, "{out}");
+    let full = next();
+    assert!(!full.reused && full.early_data.is_empty(), "{full:?}");
+    // With early data and anti-replay OpenSSL issues stateful tickets (even
+    // without NO_TICKET): both are in the cache.
+    assert_eq!(handle_.len(), 2, "two stateful tickets stored");
+
+    let early_args = [
+        "-connect",
+        &addr,
+        "-tls1_3",
+        "-sess_in",
+        sess,
+        "-early_data",
+        early,
+        "-ign_eof",
+    ];
+    // Nothing on stdin: the server can answer only a request sent as early data.
+    let out = s_client(&early_args, b"");
+    assert_eq!(lines_starting(&out, "Reused, TLSv1.3"), 1, "{out}");
+    assert!(out.contains("Early data was accepted"), "{out}");
+    assert!(out.contains("HTTP/1.0 200 OK"), "{out}");
+    let first = next();
+    assert!(first.reused, "{first:?}");
+    assert_eq!(
+        first.early_data, request,
+        "the request arrived as early data"
+    );
+    let st = handle_.stats();
+    assert_eq!(
+        (st.hits, st.takes),
+        (1, 1),
+        "the ticket was taken out: {st:?}"
+    );
+
+    // The replay: same ticket, same early data; the request also on stdin (sent
+    // after the handshake), which is all a server that refused the early data gets.
+    let out = s_client(&early_args, request);
+    assert_eq!(lines_starting(&out, "New, TLSv1.3"), 1, "{out}");
+    assert!(out.contains("Early data was rejected"), "{out}");
+    let replay = next();
+    assert!(!replay.reused, "{replay:?}");
+    assert!(
+        replay.early_data.is_empty(),
+        "replayed early data: {replay:?}"
+    );
+    assert!(out.contains("HTTP/1.0 200 OK"), "{out}");
+    assert_eq!(handle_.stats().misses, st.misses + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,8 +7,8 @@ pub mod openssl_server;
 
 use foreign_types_shared::ForeignType;
 use openssl::ssl::{
-    Ssl, SslConnector, SslContext, SslMethod, SslOptions, SslSession, SslStream, SslVerifyMode,
-    SslVersion,
+    Ssl, SslConnector, SslContext, SslMethod, SslOptions, SslSession, SslSessionCacheMode,
+    SslStream, SslVerifyMode, SslVersion,
 };
 use openssl_sys as ffi;
 use std::ffi::{c_int, c_long, c_uint};
@@ -91,6 +91,12 @@ pub struct ServerConfig {
     pub timeout: Option<i64>,
     /// Leave stateless tickets on (no `SslOptions::NO_TICKET`).
     pub stateless_tickets: bool,
+    /// `SSL_CTX_set_max_early_data` (0: no early data). With early data and
+    /// OpenSSL's anti-replay (the default) TLS 1.3 tickets are single use.
+    pub early_data: u32,
+    /// A cache mode set on the context after `install` (which sets
+    /// `SERVER | NO_INTERNAL`).
+    pub mode_after_install: Option<SslSessionCacheMode>,
 }
 
 impl ServerConfig {
@@ -100,6 +106,8 @@ impl ServerConfig {
             sid_ctx: SID_CTX.to_vec(),
             timeout: None,
             stateless_tickets: false,
+            early_data: 0,
+            mode_after_install: None,
         }
     }
     pub fn ours(cache: Arc<SessionCache<NativeSession>>) -> Self {
@@ -108,6 +116,8 @@ impl ServerConfig {
             sid_ctx: SID_CTX.to_vec(),
             timeout: None,
             stateless_tickets: false,
+            early_data: 0,
+            mode_after_install: None,
         }
     }
     pub fn sid_ctx(mut self, sid_ctx: &[u8]) -> Self {
@@ -122,6 +132,14 @@ impl ServerConfig {
         self.stateless_tickets = true;
         self
     }
+    pub fn early_data(mut self, bytes: u32) -> Self {
+        self.early_data = bytes;
+        self
+    }
+    pub fn mode_after_install(mut self, mode: SslSessionCacheMode) -> Self {
+        self.mode_after_install = Some(mode);
+        self
+    }
 }
 
 pub fn server_ctx(cfg: ServerConfig) -> (SslContext, Option<OpensslCache>) {
@@ -133,12 +151,19 @@ pub fn server_ctx(cfg: ServerConfig) -> (SslContext, Option<OpensslCache>) {
     if !cfg.stateless_tickets {
         b.set_options(SslOptions::NO_TICKET);
     }
+    b.set_max_early_data(cfg.early_data).unwrap();
     if let Some(t) = cfg.timeout {
         // SAFETY: `b` owns a live SSL_CTX; the call only stores a number.
         unsafe { SSL_CTX_set_timeout(b.as_ptr(), t) };
     }
     let ours = match cfg.cache {
-        Some(cache) => Some(install(&mut b, cache, &cfg.sid_ctx).unwrap()),
+        Some(cache) => {
+            let handle = install(&mut b, cache, &cfg.sid_ctx).unwrap();
+            if let Some(mode) = cfg.mode_after_install {
+                b.set_session_cache_mode(mode);
+            }
+            Some(handle)
+        }
         None => {
             b.set_session_id_context(&cfg.sid_ctx).unwrap();
             None
