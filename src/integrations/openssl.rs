@@ -526,7 +526,9 @@ pub fn install(
             // that finds the session in the context's internal cache. Take the
             // ticket out of ours (of concurrent offers exactly one wins), then hand
             // it to the internal cache for that one check, which removes it again.
-            let taken = c.take(id)?;
+            // `take_in`: a session another context put under this id meanwhile
+            // stays cached (it is not this context's to consume).
+            let taken = c.take_in(id, sid)?;
             if !Arc::ptr_eq(&taken, &s) {
                 return None; // replaced meanwhile: neither is resumed
             }
