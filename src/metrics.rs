@@ -77,7 +77,7 @@ pub const ENTRIES: &str = "tls_session_cache_entries";
 pub const CAPACITY: &str = "tls_session_cache_capacity";
 
 /// Anything with a [`Stats`] snapshot: [`SessionCache`] and, with the `rustls`
-/// feature, [`RustlsStore`](crate::RustlsStore) (whose statistics include its
+/// feature, `RustlsStore` (whose statistics include its
 /// `take`s). Implement it for a wrapper of your own to register that.
 pub trait StatsSource: Send + Sync {
     /// A snapshot of the statistics (cheap: it sums per-thread counters).
@@ -245,7 +245,7 @@ impl MetricsReporter {
         }
     }
 
-    /// Registers a cache (or a [`RustlsStore`](crate::RustlsStore), or any
+    /// Registers a cache (or a `RustlsStore`, or any
     /// [`StatsSource`]) under `name`, the value of its `cache` label. The reporter
     /// keeps a weak reference: dropping the cache unregisters it.
     ///
