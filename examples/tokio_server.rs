@@ -231,7 +231,6 @@ pub async fn start(opts: &Options, metrics: PrometheusHandle) -> Result<Server, 
     let metrics_listener = TcpListener::bind(("127.0.0.1", opts.metrics_port)).await?;
     let https_addr = https.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
 
     let (shutdown, rx) = watch::channel(false);
     let grace = Duration::from_secs(opts.grace);
@@ -252,26 +251,8 @@ pub async fn start(opts: &Options, metrics: PrometheusHandle) -> Result<Server, 
             move |tcp| serve_metrics(tcp, reporter.clone(), metrics.clone())
         },
     )));
-    tasks.push(tokio::spawn({
-        let tls = tls.clone();
-        let mut rx = rx;
-        async move {
-            loop {
-                tokio::select! {
-                    _ = rx.changed() => return,
-                    got = hup.recv() => {
-                        if got.is_none() {
-                            return;
-                        }
-                        match tls.reload() {
-                            Ok(g) => eprintln!("SIGHUP: certificate reloaded (generation {g}), session store kept"),
-                            Err(e) => eprintln!("SIGHUP: reload failed, keeping the running certificate: {e}"),
-                        }
-                    }
-                }
-            }
-        }
-    }));
+    #[cfg(unix)]
+    tasks.push(reload_on_sighup(tls.clone(), rx)?);
     Ok(Server {
         https_addr,
         metrics_addr,
@@ -280,6 +261,32 @@ pub async fn start(opts: &Options, metrics: PrometheusHandle) -> Result<Server, 
         shutdown,
         tasks,
     })
+}
+
+/// Installs the SIGHUP handler now (so a SIGHUP sent once this returns reloads
+/// instead of terminating) and spawns the task that reloads on each one.
+#[cfg(unix)]
+fn reload_on_sighup(
+    tls: Arc<TlsState>,
+    mut rx: watch::Receiver<bool>,
+) -> std::io::Result<JoinHandle<()>> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = rx.changed() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    match tls.reload() {
+                        Ok(g) => eprintln!("SIGHUP: certificate reloaded (generation {g}), session store kept"),
+                        Err(e) => eprintln!("SIGHUP: reload failed, keeping the running certificate: {e}"),
+                    }
+                }
+            }
+        }
+    }))
 }
 
 impl Server {
