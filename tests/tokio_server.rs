@@ -317,3 +317,29 @@ async fn the_metrics_port_serves_only_metrics() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A reload that cannot read the new files keeps the running certificate and
+/// sessions.
+#[tokio::test]
+async fn a_failed_reload_keeps_the_running_certificate() {
+    let handle = prometheus();
+    let a = cert();
+    let dir = temp_dir("badreload");
+    let (cert_path, key_path) = install_cert(&dir, &a);
+    let server = server::start(&options("badreload", cert_path.clone(), key_path), handle)
+        .await
+        .unwrap();
+    let addr = server.https_addr;
+    let tls12 = client(&rustls::version::TLS12, &[&a]);
+    assert_eq!(get(addr, &tls12).await.unwrap().0, HandshakeKind::Full);
+
+    std::fs::write(&cert_path, "not a certificate").unwrap();
+    let g = server.tls.generation();
+    assert!(server.tls.reload().is_err());
+    assert_eq!(server.tls.generation(), g);
+    assert_eq!(get(addr, &tls12).await.unwrap().0, HandshakeKind::Resumed);
+    let fresh = client(&rustls::version::TLS12, &[&a]);
+    assert_eq!(get(addr, &fresh).await.unwrap().0, HandshakeKind::Full);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
