@@ -458,7 +458,7 @@ fn describe() {
     describe_counter!(
         MISSES,
         Unit::Count,
-        "Session lookups that found nothing (full handshakes for clients that offered a session)."
+        "Session lookups that found nothing in the cache (the external store may still answer)."
     );
     describe_counter!(
         TIMEOUTS,
