@@ -85,6 +85,7 @@
 //! | `rustls` | `RustlsStore`: `rustls::server::StoresServerSessions` (rustls 0.23, ring) |
 //! | `openssl` | `install_openssl`: the cache as a rust-openssl `SslContext`'s session cache |
 //! | `redis` | `RedisStore` / `RedisRustlsStore`: Redis (or Redis Cluster) as a shared second tier |
+//! | `metrics` | `metrics::MetricsReporter`: the statistics through the `metrics` facade (`tls_session_cache_*`, label `cache`) |
 //!
 //! ## Safety and correctness
 //!
@@ -105,6 +106,8 @@ mod clock;
 mod error;
 mod id;
 mod map;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod mode;
 mod mutant;
 mod order;
