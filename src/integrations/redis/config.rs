@@ -1,0 +1,178 @@
+//! [`RedisConfig`]: what a [`RedisStore`](super::RedisStore) connects to and how it
+//! behaves.
+
+#[cfg(doc)]
+use super::RedisStore;
+#[cfg(doc)]
+use crate::RemovalCause;
+use crate::{Clock, SystemClock};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+#[derive(Clone)]
+pub(super) enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// What a [`RedisStore`] connects to and how it behaves. Built with
+/// [`RedisConfig::new`] (one server) or [`RedisConfig::cluster`], then setters.
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(super) target: Target,
+    pub(super) key_prefix: Vec<u8>,
+    pub(super) timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) session_timeout: Duration,
+    pub(super) sid_ctx: Option<Vec<u8>>,
+    pub(super) key: Option<Zeroizing<[u8; 32]>>,
+    pub(super) pool_size: usize,
+    pub(super) breaker_threshold: u32,
+    pub(super) breaker_backoff: Duration,
+    pub(super) breaker_max_backoff: Duration,
+    pub(super) propagate_removes: bool,
+    pub(super) clock: Arc<dyn Clock>,
+}
+
+/// The default per-call timeout: 5 ms.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
+
+impl RedisConfig {
+    fn with_target(target: Target) -> Self {
+        RedisConfig {
+            target,
+            key_prefix: b"tls-session:".to_vec(),
+            timeout: DEFAULT_REDIS_TIMEOUT,
+            connect_timeout: DEFAULT_REDIS_TIMEOUT,
+            session_timeout: crate::DEFAULT_TIMEOUT,
+            sid_ctx: None,
+            key: None,
+            pool_size: 16,
+            breaker_threshold: 3,
+            breaker_backoff: Duration::from_millis(500),
+            breaker_max_backoff: Duration::from_secs(10),
+            propagate_removes: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// One Redis (or Valkey) server, e.g. `redis://127.0.0.1:6379/` (any URL the
+    /// `redis` crate accepts: password, database number).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::with_target(Target::Single(url.into()))
+    }
+
+    /// A Redis Cluster, given the URLs of some of its nodes (the rest is
+    /// discovered).
+    pub fn cluster<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        Self::with_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
+    }
+
+    /// The prefix of every key (default `tls-session:`); the key is the prefix then
+    /// the session id in hex. Give each service (each sid_ctx) its own.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl AsRef<[u8]>) -> Self {
+        self.key_prefix = prefix.as_ref().to_vec();
+        self
+    }
+
+    /// The limit on each read and each write of a call (default 5 ms). A call that
+    /// goes past it fails (counted in `timeouts`) and its connection is dropped.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_micros(1));
+        self
+    }
+
+    /// The limit on making a new connection, setup included (default 5 ms).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout.max(Duration::from_micros(1));
+        self
+    }
+
+    /// The lifetime of sessions without their own timeout: set it to the local
+    /// cache's timeout (default [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), as the
+    /// cache's).
+    #[must_use]
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Only hand out sessions made for this session id context (others are misses,
+    /// counted in `rejected`). Default: any (the cache checks it again).
+    #[must_use]
+    pub fn sid_ctx(mut self, sid_ctx: impl AsRef<[u8]>) -> Self {
+        self.sid_ctx = Some(sid_ctx.as_ref().to_vec());
+        self
+    }
+
+    /// Seal every value with XChaCha20-Poly1305 under this 256-bit key (a random
+    /// 192-bit nonce per value, the Redis key as associated data). Values that do
+    /// not open with it (another key, tampering, plaintext) are misses.
+    #[must_use]
+    pub fn encryption_key(mut self, key: [u8; 32]) -> Self {
+        self.key = Some(Zeroizing::new(key));
+        self
+    }
+
+    /// The most idle connections kept for reuse (default 16; at least 1).
+    #[must_use]
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// The circuit breaker: after `threshold` consecutive failures (default 3),
+    /// skip Redis for `backoff` (default 500 ms), doubling while probes keep
+    /// failing, up to `max_backoff` (default 10 s).
+    #[must_use]
+    pub fn breaker(mut self, threshold: u32, backoff: Duration, max_backoff: Duration) -> Self {
+        self.breaker_threshold = threshold.max(1);
+        self.breaker_backoff = backoff;
+        self.breaker_max_backoff = max_backoff.max(backoff);
+        self
+    }
+
+    /// Whether an explicit removal ([`RemovalCause::Removed`]: the TLS stack or the
+    /// application said the session must not be resumed) deletes the session from
+    /// Redis (default true, OpenSSL's semantics). Other causes never do: an
+    /// eviction, expiry or flush is the local tier's housekeeping (Redis has its
+    /// own TTL), and a take is decided by Redis itself ([`RedisStore::take`]).
+    #[must_use]
+    pub fn propagate_removes(mut self, on: bool) -> Self {
+        self.propagate_removes = on;
+        self
+    }
+
+    /// The clock for remaining lifetimes and expiry checks (default: the system
+    /// clock): the local cache's.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match &self.target {
+            Target::Single(_) => "single",
+            Target::Cluster(_) => "cluster",
+        };
+        // URLs may carry passwords and the key is secret: neither is shown.
+        f.debug_struct("RedisConfig")
+            .field("target", &target)
+            .field("key_prefix", &String::from_utf8_lossy(&self.key_prefix))
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("session_timeout", &self.session_timeout)
+            .field("encrypted", &self.key.is_some())
+            .field("pool_size", &self.pool_size)
+            .field("propagate_removes", &self.propagate_removes)
+            .finish_non_exhaustive()
+    }
+}
