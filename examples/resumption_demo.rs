@@ -602,6 +602,10 @@ mod redis_mode {
             skipped: a.skipped + b.skipped,
             breaker_trips: a.breaker_trips + b.breaker_trips,
             connects: a.connects + b.connects,
+            queued: a.queued + b.queued,
+            dropped: a.dropped + b.dropped,
+            queue_depth: a.queue_depth + b.queue_depth,
+            batches: a.batches + b.batches,
         }
     }
 
@@ -684,6 +688,7 @@ mod redis_mode {
         let secret = tls_session_cache::integrations::rustls::Secret::new(vec![0x5a; 100]);
         let s = Arc::new(Session::new(&[0xee; 32], b"", secret).expect("session"));
         redis.store(&s);
+        redis.flush(Duration::from_secs(5));
         store.local().cache().add(&s);
         let measure = |f: &dyn Fn() -> bool| {
             let mut v: Vec<Duration> = (0..N)

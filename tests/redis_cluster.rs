@@ -39,6 +39,7 @@ fn sessions_are_shared_through_a_cluster() {
         for _ in 0..5 {
             let client = client_config(version);
             assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+            assert!(a.redis().flush(Duration::from_secs(10)));
             assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
         }
         let (ra, rb) = (a.redis().stats(), b.redis().stats());
@@ -64,6 +65,7 @@ fn sessions_are_shared_through_a_cluster() {
     for k in &keys {
         assert!(a.put(k.clone(), k.clone()));
     }
+    assert!(a.redis().flush(Duration::from_secs(10)));
     let counts = cluster.key_counts();
     assert!(
         counts.iter().zip(&before).all(|(n, b)| n > b),

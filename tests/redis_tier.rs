@@ -40,6 +40,14 @@ fn session(id: &[u8], payload: &[u8], timeout: u64) -> Arc<Session<Secret>> {
     )
 }
 
+/// Waits for the stores' queued writes to reach Redis (writes leave the
+/// handshake through a queue; a test that reads Redis right after waits for it).
+fn settle<S: std::ops::Deref<Target = RedisStore>>(stores: &[&S]) {
+    for st in stores {
+        assert!(st.flush(Duration::from_secs(10)), "queue did not drain");
+    }
+}
+
 fn raw_get(server: &RedisServer, key: &[u8]) -> Option<Vec<u8>> {
     redis::cmd("GET")
         .arg(key)
@@ -66,6 +74,7 @@ fn sessions_resume_across_two_servers_tls12_and_tls13() {
         );
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full, "{version:?}");
+        settle(&[a.redis()]);
         assert!(a.redis().stats().writes >= 1);
         assert!(b.local().cache().is_empty());
         // The client's next connection lands on B: resumed through Redis.
@@ -76,6 +85,7 @@ fn sessions_resume_across_two_servers_tls12_and_tls13() {
                 HandshakeKind::Resumed,
                 "{version:?} #{i}"
             );
+            settle(&[a.redis(), b.redis()]);
         }
         let (ra, rb) = (a.redis().stats(), b.redis().stats());
         assert_eq!(ra.errors + ra.timeouts + rb.errors + rb.timeouts, 0);
@@ -101,6 +111,7 @@ fn ttl_follows_the_remaining_lifetime() {
 
     let fresh = session(b"fresh", b"p", 100);
     assert!(st.store(&fresh));
+    settle(&[&st]);
     let t = ttl(&redis, &st.key(b"fresh"));
     assert!((98..=100).contains(&t), "ttl {t}");
 
@@ -112,6 +123,7 @@ fn ttl_follows_the_remaining_lifetime() {
             .with_timeout(Duration::from_secs(100)),
     );
     assert!(st.store(&old));
+    settle(&[&st]);
     let t = ttl(&redis, &st.key(b"old"));
     assert!((8..=10).contains(&t), "ttl {t}");
 
@@ -119,6 +131,7 @@ fn ttl_follows_the_remaining_lifetime() {
     let st60 = store(config(&redis.url()).session_timeout(Duration::from_secs(60)));
     let plain = Arc::new(Session::new(b"plain", b"", Secret::new(b"p".to_vec())).unwrap());
     assert!(st60.store(&plain));
+    settle(&[&st60]);
     let t = ttl(&redis, &st60.key(b"plain"));
     assert!((58..=60).contains(&t), "ttl {t}");
 
@@ -143,6 +156,7 @@ fn ttl_follows_the_remaining_lifetime() {
     // A one-second session is gone from Redis by itself.
     let short = session(b"short", b"p", 1);
     assert!(st.store(&short));
+    settle(&[&st]);
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(raw_get(&redis, &st.key(b"short")), None);
     assert!(matches!(st.fetch(b"short"), Lookup::Absent));
@@ -159,12 +173,13 @@ fn removal_on_a_is_seen_by_b() {
             .build();
         (cache, st)
     };
-    let (a, _) = mk();
+    let (a, a_redis) = mk();
     let (b, b_redis) = mk();
     let s1 = session(b"one", b"payload 1", 300);
     let s2 = session(b"two", b"payload 2", 300);
     a.update_cache(&s1);
     a.update_cache(&s2);
+    settle(&[&a_redis]);
     // B sees A's session (get callback: cb_hits, added locally).
     let got = b.get(b"one", b"").expect("B finds A's session");
     assert_eq!(got.payload().as_bytes(), b"payload 1");
@@ -172,6 +187,8 @@ fn removal_on_a_is_seen_by_b() {
     assert_eq!(b.len(), 1);
     // A removes the other: B never gets it.
     assert!(a.remove(&s2));
+    // The DEL is queued: flush makes it visible fleet-wide.
+    settle(&[&a_redis]);
     assert_eq!(raw_get(&redis, &b_redis.key(b"two")), None);
     assert!(b.get(b"two", b"").is_none());
     assert_eq!(b.stats().cb_hits, 1);
@@ -206,7 +223,10 @@ fn only_explicit_removals_delete_from_redis() {
                 .with_time(clock.now()),
         )
     };
-    let in_redis = |id: &[u8]| raw_get(&redis, &st.key(id)).is_some();
+    let in_redis = |id: &[u8]| {
+        settle(&[&st]);
+        raw_get(&redis, &st.key(id)).is_some()
+    };
     let (a, b, c, d) = (mk(b"a"), mk(b"b"), mk(b"c"), mk(b"d"));
     for s in [&a, &b, &c] {
         cache.update_cache(s); // c evicts a locally
@@ -249,6 +269,7 @@ fn a_raced_ticket_is_taken_exactly_once() {
         let issuer = if k[0] % 2 == 0 { &a } else { &b };
         assert!(issuer.put(k.clone(), k.clone()));
     }
+    settle(&[a.redis(), b.redis()]);
     let barrier = Barrier::new(4);
     let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
         let hs: Vec<_> = [&a, &b, &a, &b]
@@ -283,6 +304,7 @@ fn a_raced_ticket_is_taken_exactly_once() {
     let client = client_config(TLS13);
     for _ in 0..10 {
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         let (_c, hello) = client_hello(&client);
         let barrier = Barrier::new(2);
         let kinds: Vec<_> = std::thread::scope(|scope| {
@@ -324,6 +346,9 @@ fn redis_killed_mid_run_then_back() {
         let pair = || {
             let client = client_config(version);
             let first = connect(&client, &sa);
+            // Healthy: the ticket reaches Redis before the next connection (down:
+            // the bounded wait just passes).
+            a.redis().flush(Duration::from_millis(300));
             (first, connect(&client, &sb), client)
         };
         // Sharing works.
@@ -380,6 +405,7 @@ fn slowed_redis_keeps_every_lookup_within_the_timeout() {
     cache.update_cache(&local);
     let shared = session(b"shared", b"y", 300);
     assert!(st.store(&shared));
+    settle(&[&st]);
     // Warm the pool with a few connections.
     std::thread::scope(|scope| {
         for _ in 0..4 {
@@ -453,6 +479,7 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
     let w = store(config(&redis.url()).encryption_key(k1));
     let s = session(b"sealed", marker, 300);
     assert!(w.store(&s));
+    settle(&[&w]);
     let raw = raw_get(&redis, &w.key(b"sealed")).unwrap();
     assert!(
         !raw.windows(marker.len()).any(|x| x == marker),
@@ -475,6 +502,7 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
     assert_eq!((wrong.stats().rejected, none.stats().rejected), (1, 1));
     // A plaintext value planted in Redis is refused by an encrypting reader.
     assert!(none.store(&session(b"planted", b"x", 300)));
+    settle(&[&none]);
     assert!(matches!(same.fetch(b"planted"), Lookup::Absent));
 
     // Real handshakes: same key shares, a wrong key gives full handshakes.
@@ -489,10 +517,122 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
         );
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         assert_eq!(connect(&client, &sc), HandshakeKind::Full, "{version:?}");
         assert!(c.redis().stats().rejected >= 1);
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
     }
+}
+
+/// A paused Redis (`kill -STOP`) holds up no handshake-side write: `update_cache`
+/// queues (or drops, counted, once the bounded queue is full) and returns; lookups
+/// give up at their deadline; once Redis goes on, every queued write lands.
+#[test]
+fn a_paused_redis_holds_up_no_write_and_lookups_keep_their_deadline() {
+    let redis = RedisServer::start();
+    let deadline = Duration::from_millis(50);
+    let st = store(
+        config(&redis.url())
+            .timeout(deadline)
+            .connect_timeout(deadline)
+            .queue_capacity(8)
+            .writer_timeout(Duration::from_secs(60)),
+    );
+    let cache: SessionCache<Secret> = SessionCache::builder().store(Arc::clone(&st)).build();
+    // Warm: the writer and the lookup pool hold a connection each.
+    cache.update_cache(&session(b"warm", b"w", 300));
+    settle(&[&st]);
+    assert!(matches!(st.fetch(b"warm"), Lookup::Found(_)));
+
+    redis.pause();
+    let before = st.stats();
+    let n = 40u64;
+    let t0 = Instant::now();
+    for i in 0..n {
+        cache.update_cache(&session(format!("paused-{i}").as_bytes(), b"p", 300));
+    }
+    let writes_took = t0.elapsed();
+    let during = st.stats();
+    let queued = during.queued - before.queued;
+    let dropped = during.dropped - before.dropped;
+    assert_eq!(queued + dropped, n, "{during:?}");
+    assert!(queued >= 1 && dropped >= 1, "{during:?}");
+    assert!(during.queue_depth >= 1, "{during:?}");
+    // Sanity bound only: the writes did not wait for the paused server.
+    assert!(writes_took < Duration::from_secs(10), "{writes_took:?}");
+    // The local tier has them all.
+    assert_eq!(cache.len(), 41);
+
+    // Lookups: Unavailable, each within its deadline (times a generous factor
+    // for a busy machine), never waiting for the paused server.
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert!(matches!(st.fetch(b"warm"), Lookup::Unavailable));
+        assert!(t.elapsed() < deadline * 20, "{:?}", t.elapsed());
+    }
+    let s = st.stats();
+    assert!(s.timeouts >= 1, "{s:?}");
+
+    redis.resume();
+    assert!(st.flush(Duration::from_secs(30)), "queue did not drain");
+    let landed = (0..n)
+        .filter(|i| raw_get(&redis, &st.key(format!("paused-{i}").as_bytes())).is_some())
+        .count() as u64;
+    assert_eq!(
+        landed, queued,
+        "every queued write landed, no dropped one did"
+    );
+    let after = st.stats();
+    assert_eq!(after.queue_depth, 0);
+    assert_eq!(after.writes - before.writes, queued, "{after:?}");
+}
+
+/// A TLS 1.3 ticket taken while its `SET` is still queued never reached Redis: the
+/// write is taken out of the queue and the local tier decides (it resumes), and
+/// the ticket never lands in Redis afterwards (no second use elsewhere).
+#[test]
+fn a_ticket_taken_before_its_write_was_sent_never_reaches_redis() {
+    let redis = RedisServer::start();
+    let a = RedisRustlsStore::new(
+        100,
+        store(config(&redis.url()).writer_timeout(Duration::from_secs(60))),
+    );
+    // Warm the writer's connection.
+    assert!(a.put(b"warm".to_vec(), b"w".to_vec()));
+    settle(&[a.redis()]);
+    redis.pause();
+    // The first write goes in flight (the writer blocks on the paused server),
+    // the second stays queued.
+    assert!(a.put(b"first".to_vec(), b"1".to_vec()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.redis().stats().queue_depth != 1 || a.redis().stats().queued < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(a.put(b"second".to_vec(), b"2".to_vec()));
+    assert_eq!(a.take(b"second"), Some(b"2".to_vec()), "resumed locally");
+    assert_eq!(a.take(b"second"), None, "once");
+    redis.resume();
+    settle(&[a.redis()]);
+    assert!(raw_get(&redis, &a.redis().key(b"first")).is_some());
+    assert_eq!(raw_get(&redis, &a.redis().key(b"second")), None);
+}
+
+/// A host name is resolved when the store is built (and then by the writer in
+/// the background), never on a lookup or write.
+#[test]
+fn a_host_name_works_and_is_resolved_off_the_handshake() {
+    let redis = RedisServer::start();
+    let st = store(config(&format!("redis://localhost:{}/", redis.port)));
+    assert!(st.store(&session(b"named", b"n", 300)));
+    settle(&[&st]);
+    assert!(matches!(st.fetch(b"named"), Lookup::Found(_)));
+    // A name that does not resolve: the store builds, lookups are Unavailable
+    // (counted), nothing panics.
+    let bad = store(config("redis://no-such-host.invalid:6379/"));
+    assert!(matches!(bad.fetch(b"x"), Lookup::Unavailable));
+    assert_eq!(bad.stats().errors, 1);
 }

@@ -34,9 +34,14 @@ pub struct RedisConfig {
     pub(super) breaker_max_backoff: Duration,
     pub(super) propagate_removes: bool,
     pub(super) clock: Arc<dyn Clock>,
+    pub(super) queue_capacity: usize,
+    pub(super) batch_size: usize,
+    pub(super) writer_timeout: Duration,
+    pub(super) drop_timeout: Duration,
+    pub(super) resolve_interval: Duration,
 }
 
-/// The default per-call timeout: 5 ms.
+/// The default total deadline of a lookup: 5 ms.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
 
 impl RedisConfig {
@@ -55,6 +60,11 @@ impl RedisConfig {
             breaker_max_backoff: Duration::from_secs(10),
             propagate_removes: true,
             clock: Arc::new(SystemClock),
+            queue_capacity: 4096,
+            batch_size: 128,
+            writer_timeout: Duration::from_secs(1),
+            drop_timeout: Duration::from_secs(1),
+            resolve_interval: Duration::from_secs(30),
         }
     }
 
@@ -78,18 +88,65 @@ impl RedisConfig {
         self
     }
 
-    /// The limit on each read and each write of a call (default 5 ms). A call that
-    /// goes past it fails (counted in `timeouts`) and its connection is dropped.
+    /// The total deadline of one lookup (`GET`, `GETDEL`; default 5 ms): making a
+    /// connection if none is pooled, writing, reading and any retry (a cluster
+    /// redirect, a key ring's older keys) all fit in it. A lookup that goes past
+    /// it is `Unavailable` (counted in `timeouts`) and its connection dropped.
+    /// Writes never wait on it: they go through the write queue.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_micros(1));
         self
     }
 
-    /// The limit on making a new connection, setup included (default 5 ms).
+    /// The most a lookup spends making a new connection (default 5 ms), within
+    /// its [`timeout`](Self::timeout).
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout.max(Duration::from_micros(1));
+        self
+    }
+
+    /// The bound of the write queue (default 4096 writes and deletes). A write
+    /// that finds it full is dropped and counted (`RedisStats::dropped`): a
+    /// handshake never waits for Redis.
+    #[must_use]
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n.max(1);
+        self
+    }
+
+    /// The most writes the background writer sends in one pipeline (default 128).
+    #[must_use]
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// The background writer's limit on connecting and on each read and write of
+    /// a batch (default 1 s). A batch that fails is sent again (after a back-off,
+    /// on a new connection) until it succeeds or the store is dropped; meanwhile
+    /// the queue fills and further writes are dropped and counted.
+    #[must_use]
+    pub fn writer_timeout(mut self, timeout: Duration) -> Self {
+        self.writer_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long dropping the store waits for the write queue to drain (default
+    /// 1 s); what is left then is lost.
+    #[must_use]
+    pub fn drop_timeout(mut self, timeout: Duration) -> Self {
+        self.drop_timeout = timeout;
+        self
+    }
+
+    /// How often the background writer resolves the host names again (default
+    /// 30 s; every second while a name has never resolved). Names are resolved
+    /// when the store is built and then only by the writer: never on a handshake.
+    #[must_use]
+    pub fn resolve_interval(mut self, every: Duration) -> Self {
+        self.resolve_interval = every.max(Duration::from_millis(10));
         self
     }
 
@@ -173,6 +230,8 @@ impl fmt::Debug for RedisConfig {
             .field("encrypted", &self.key.is_some())
             .field("pool_size", &self.pool_size)
             .field("propagate_removes", &self.propagate_removes)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("writer_timeout", &self.writer_timeout)
             .finish_non_exhaustive()
     }
 }

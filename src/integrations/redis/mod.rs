@@ -58,6 +58,7 @@ mod breaker;
 mod config;
 mod crypto;
 mod pool;
+mod queue;
 mod record;
 mod rustls_store;
 mod stats;

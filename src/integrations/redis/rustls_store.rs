@@ -1,6 +1,7 @@
 //! [`RedisRustlsStore`]: rustls's `StoresServerSessions` over a local cache and a
 //! [`RedisStore`].
 
+use super::queue::Withdrawn;
 use super::record::SecretCodec;
 use super::{Lookup, RedisStore};
 use crate::integrations::rustls::Secret;
@@ -44,8 +45,8 @@ impl RedisRustlsStore {
     pub fn new(capacity: usize, redis: Arc<RedisStore<Secret, SecretCodec>>) -> Arc<Self> {
         let cache = SessionCache::builder()
             .capacity(capacity)
-            .timeout(redis.config.session_timeout)
-            .clock(SharedClock(Arc::clone(&redis.config.clock)))
+            .timeout(redis.config().session_timeout)
+            .clock(SharedClock(Arc::clone(&redis.config().clock)))
             .store(Arc::clone(&redis))
             .build();
         Self::with_cache(cache, redis)
@@ -97,6 +98,12 @@ impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
     }
 
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // A ticket whose write is still queued never reached Redis, so no other
+        // server can have it: taken out of the queue, the local tier decides.
+        let withdrawn = self.redis.withdraw(key);
+        if withdrawn == Withdrawn::Queued {
+            return self.local.take(key);
+        }
         match self.redis.take(key) {
             Lookup::Found(s) => {
                 drop(self.local.cache().take(key));
@@ -110,6 +117,10 @@ impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
             }
             Lookup::Absent => {
                 drop(self.local.cache().take(key));
+                if withdrawn == Withdrawn::InFlight {
+                    // Its SET may land after this GETDEL: delete it behind it.
+                    self.redis.delete(key);
+                }
                 self.takes.bump(Counter::Misses);
                 None
             }

@@ -12,9 +12,9 @@ pub struct RedisStats {
     /// Values found but refused: expired, another sid_ctx or id, undecodable, or
     /// failing decryption (wrong key, tampering). Each is a miss to the caller.
     pub rejected: u64,
-    /// Sessions written (`SET`).
+    /// Sessions written (`SET` acknowledged by Redis, sent by the writer).
     pub writes: u64,
-    /// Deletes sent (`DEL`).
+    /// Deletes acknowledged by Redis (`DEL`, sent by the writer).
     pub deletes: u64,
     /// Calls that failed other than by timing out (connection refused or reset,
     /// protocol or server errors).
@@ -27,6 +27,14 @@ pub struct RedisStats {
     pub breaker_trips: u64,
     /// Connections made.
     pub connects: u64,
+    /// Writes and deletes accepted into the write queue.
+    pub queued: u64,
+    /// Writes and deletes dropped because the queue was full.
+    pub dropped: u64,
+    /// Writes and deletes in the queue or being sent now (a gauge).
+    pub queue_depth: u64,
+    /// Pipelines the background writer sent successfully.
+    pub batches: u64,
 }
 
 #[derive(Default)]
@@ -41,6 +49,10 @@ pub(super) struct AtomicStats {
     pub(super) skipped: AtomicU64,
     pub(super) breaker_trips: AtomicU64,
     pub(super) connects: AtomicU64,
+    pub(super) queued: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) queue_depth: AtomicU64,
+    pub(super) batches: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -61,6 +73,10 @@ impl AtomicStats {
             skipped: r(&self.skipped),
             breaker_trips: r(&self.breaker_trips),
             connects: r(&self.connects),
+            queued: r(&self.queued),
+            dropped: r(&self.dropped),
+            queue_depth: r(&self.queue_depth),
+            batches: r(&self.batches),
         }
     }
 }

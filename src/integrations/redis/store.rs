@@ -4,6 +4,7 @@
 use super::config::RedisConfig;
 use super::crypto::Sealer;
 use super::pool::Link;
+use super::queue::{run_writer, Op, Queue, Withdrawn};
 use super::record::{decode_session, encode_record, hex_key, Codec, Expect, SecretCodec};
 use super::stats::{bump, AtomicStats};
 use super::{Lookup, RedisStats};
@@ -12,7 +13,9 @@ use crate::{RemovalCause, Session, SessionStore};
 use redis::RedisResult;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Redis as a [`SessionStore`]: the shared second tier behind a
@@ -20,20 +23,34 @@ use zeroize::Zeroizing;
 ///
 /// `P` is the session payload and `C` its [`Codec`] ([`SecretCodec`] for rustls
 /// payloads, [`BytesCodec`](super::BytesCodec) for `Vec<u8>`).
+///
+/// Writes (`store`, `delete`, and through them `new_session` and explicit
+/// removals) are queued for a background writer thread; lookups (`fetch`,
+/// `take`) go to Redis under one deadline each. Dropping the store waits up to
+/// [`RedisConfig::drop_timeout`] for the queue to drain, then stops the writer.
 pub struct RedisStore<P = Secret, C = SecretCodec> {
-    pub(super) config: RedisConfig,
-    link: Link,
+    shared: Arc<Shared>,
     codec: C,
     sealer: Sealer,
-    stats: AtomicStats,
+    writer: Mutex<Option<JoinHandle<()>>>,
     _payload: PhantomData<fn(P) -> P>,
 }
 
+/// What the store and its writer thread share.
+pub(super) struct Shared {
+    pub(super) config: RedisConfig,
+    pub(super) link: Link,
+    pub(super) queue: Queue,
+    pub(super) stats: AtomicStats,
+}
+
 impl RedisStore<Secret, SecretCodec> {
-    /// A store for rustls payloads. Connects lazily: Redis may be down now.
+    /// A store for rustls payloads. Resolves the host names now (a name that
+    /// does not resolve yet is retried in the background) and connects lazily:
+    /// Redis may be down now.
     ///
     /// # Errors
-    /// An invalid URL.
+    /// An invalid URL, or the writer thread could not be started.
     pub fn new(config: RedisConfig) -> RedisResult<Arc<Self>> {
         Self::with_codec(config, SecretCodec)
     }
@@ -43,45 +60,63 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     /// A store with the given payload codec. Connects lazily.
     ///
     /// # Errors
-    /// An invalid URL.
+    /// An invalid URL, or the writer thread could not be started.
     pub fn with_codec(config: RedisConfig, codec: C) -> RedisResult<Arc<Self>> {
         let link = Link::new(&config)?;
         let sealer = match &config.key {
             Some(k) => Sealer::new(k),
             None => Sealer::plaintext(),
         };
-        Ok(Arc::new(RedisStore {
+        let shared = Arc::new(Shared {
+            queue: Queue::new(config.queue_capacity),
             config,
             link,
+            stats: AtomicStats::default(),
+        });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("tls-session-cache-redis-writer".into())
+                .spawn(move || run_writer(shared))?
+        };
+        Ok(Arc::new(RedisStore {
+            shared,
             codec,
             sealer,
-            stats: AtomicStats::default(),
+            writer: Mutex::new(Some(writer)),
             _payload: PhantomData,
         }))
     }
 
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The counters.
     pub fn stats(&self) -> RedisStats {
-        self.stats.snapshot()
+        self.shared.stats.snapshot()
     }
 
     /// Whether the circuit breaker is open (Redis is being skipped or probed).
     pub fn breaker_open(&self) -> bool {
-        self.link.breaker.is_open()
+        self.shared.link.breaker.is_open()
     }
 
     /// The Redis key of session id `id`: the prefix, then the id in hex.
     pub fn key(&self, id: &[u8]) -> Vec<u8> {
-        hex_key(&self.config.key_prefix, id)
+        hex_key(&self.config().key_prefix, id)
+    }
+
+    /// Waits until every write queued so far reached Redis (or was given up), at
+    /// most `timeout`. Returns whether the queue drained. A removal that must be
+    /// visible fleet-wide before going on: `remove`, then `flush`.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.shared.queue.wait_idle(timeout)
     }
 
     fn now(&self) -> u64 {
-        self.config.clock.now()
+        self.config().clock.now()
     }
 
     /// The value stored for a session (`None` if the codec declines).
@@ -98,104 +133,116 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     }
 
     fn found(&self, id: &[u8], key: &[u8], value: Option<Vec<u8>>) -> Lookup<Arc<Session<P>>> {
+        let stats = &self.shared.stats;
         let Some(value) = value.map(Zeroizing::new) else {
-            bump(&self.stats.misses);
+            bump(&stats.misses);
             return Lookup::Absent;
         };
         let expect = Expect {
             id,
-            sid_ctx: self.config.sid_ctx.as_deref(),
+            sid_ctx: self.config().sid_ctx.as_deref(),
             now: self.now(),
         };
         match decode_session(&self.sealer, &self.codec, key, &value, &expect) {
             Some(s) => {
-                bump(&self.stats.hits);
+                bump(&stats.hits);
                 Lookup::Found(Arc::new(s))
             }
             None => {
-                bump(&self.stats.rejected);
+                bump(&stats.rejected);
                 Lookup::Absent
             }
         }
     }
 
-    /// `GET`: the session stored under `id`, checked.
-    pub fn fetch(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
+    fn lookup(&self, id: &[u8], command: &str) -> Lookup<Arc<Session<P>>> {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return Lookup::Absent;
         }
         let key = self.key(id);
-        match self.link.call(&self.stats, |c| {
-            redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(c)
+        let s = &self.shared;
+        match s.link.call(&s.stats, s.config.timeout, |c| {
+            c.query::<Option<Vec<u8>>>(redis::cmd(command).arg(&key))
         }) {
             Ok(v) => self.found(id, &key, v),
             Err(_) => Lookup::Unavailable,
         }
+    }
+
+    /// `GET`: the session stored under `id`, checked; within one deadline
+    /// ([`RedisConfig::timeout`]).
+    pub fn fetch(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
+        self.lookup(id, "GET")
     }
 
     /// `GETDEL`: atomically removes and returns the session stored under `id` (of
-    /// several concurrent takes across the fleet, exactly one gets it). A value
-    /// that fails the checks is removed too and is `Absent`.
+    /// several concurrent takes across the fleet, exactly one gets it); within one
+    /// deadline. A value that fails the checks is removed too and is `Absent`.
     pub fn take(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
-        if id.is_empty() || id.len() > crate::MAX_ID_LEN {
-            return Lookup::Absent;
-        }
-        let key = self.key(id);
-        match self.link.call(&self.stats, |c| {
-            redis::cmd("GETDEL").arg(&key).query::<Option<Vec<u8>>>(c)
-        }) {
-            Ok(v) => self.found(id, &key, v),
-            Err(_) => Lookup::Unavailable,
-        }
+        self.lookup(id, "GETDEL")
     }
 
-    /// `SET … EX ttl` with the session's remaining lifetime (nothing if it has
-    /// expired or the codec declines). Returns whether Redis stored it.
+    /// Queues `SET … EX ttl`, the TTL being the session's remaining lifetime
+    /// when the writer sends it. Returns whether it was queued (not if the
+    /// session has expired, the codec declines or the queue is full: counted in
+    /// `dropped`). Never waits on Redis.
     pub fn store(&self, s: &Session<P>) -> bool {
-        let timeout = s.timeout().unwrap_or(self.config.session_timeout).as_secs();
+        let timeout = s
+            .timeout()
+            .unwrap_or(self.config().session_timeout)
+            .as_secs();
         let expiry = s.time().saturating_add(timeout);
-        let now = self.now();
-        if now > expiry {
+        if self.now() > expiry {
             return false;
         }
-        // Valid through second `expiry` inclusive; Redis caps EX values.
-        let ttl = (expiry - now).clamp(1, 1 << 40);
         let key = self.key(s.id());
         let Some(value) = self.seal(&key, s, timeout) else {
             return false;
         };
-        let value = Zeroizing::new(value);
-        let ok = self
-            .link
-            .call(&self.stats, |c| {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(value.as_slice())
-                    .arg("EX")
-                    .arg(ttl)
-                    .query::<()>(c)
-            })
-            .is_ok();
-        if ok {
-            bump(&self.stats.writes);
-        }
-        ok
+        self.shared.queue.push(
+            Op::Set {
+                key,
+                value: Zeroizing::new(value),
+                expiry,
+            },
+            &self.shared.stats,
+        )
     }
 
-    /// `DEL`. Returns whether Redis answered (whatever it deleted).
+    /// Queues `DEL`. Returns whether it was queued.
     pub fn delete(&self, id: &[u8]) -> bool {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return false;
         }
         let key = self.key(id);
-        let ok = self
-            .link
-            .call(&self.stats, |c| redis::cmd("DEL").arg(&key).query::<i64>(c))
-            .is_ok();
-        if ok {
-            bump(&self.stats.deletes);
+        self.shared.queue.push(Op::Del { key }, &self.shared.stats)
+    }
+
+    /// Takes a not yet sent write of `id` out of the queue; see [`Withdrawn`].
+    pub(super) fn withdraw(&self, id: &[u8]) -> Withdrawn {
+        if id.is_empty() || id.len() > crate::MAX_ID_LEN {
+            return Withdrawn::No;
         }
-        ok
+        self.shared
+            .queue
+            .withdraw_set(&self.key(id), &self.shared.stats)
+    }
+}
+
+impl<P, C> Drop for RedisStore<P, C> {
+    fn drop(&mut self) {
+        let drained = self.shared.queue.wait_idle(self.shared.config.drop_timeout);
+        self.shared.queue.shutdown();
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (true, Some(w)) = (drained, writer) {
+            // Idle: it returns at once.
+            let _ = w.join();
+        }
+        // Otherwise it stops after its current attempt, on its own.
     }
 }
 
@@ -212,17 +259,18 @@ impl<P: Send + Sync + 'static, C: Codec<P>> SessionStore<P> for RedisStore<P, C>
     }
 
     fn remove_session(&self, session: &Arc<Session<P>>, cause: RemovalCause) {
-        if !self.config.propagate_removes || cause != RemovalCause::Removed {
+        if !self.config().propagate_removes || cause != RemovalCause::Removed {
             return;
         }
         // An expired session is dropped by Redis's TTL anyway.
         let timeout = session
             .timeout()
-            .unwrap_or(self.config.session_timeout)
+            .unwrap_or(self.config().session_timeout)
             .as_secs();
         if self.now() > session.time().saturating_add(timeout) {
             return;
         }
+        // Queued after any write of it: the writer sends them in order.
         self.delete(session.id());
     }
 }
@@ -230,9 +278,9 @@ impl<P: Send + Sync + 'static, C: Codec<P>> SessionStore<P> for RedisStore<P, C>
 impl<P, C> fmt::Debug for RedisStore<P, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("config", &self.config)
-            .field("stats", &self.stats.snapshot())
-            .field("breaker_open", &self.link.breaker.is_open())
+            .field("config", &self.shared.config)
+            .field("stats", &self.shared.stats.snapshot())
+            .field("breaker_open", &self.shared.link.breaker.is_open())
             .finish_non_exhaustive()
     }
 }
@@ -240,7 +288,6 @@ impl<P, C> fmt::Debug for RedisStore<P, C> {
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn sealing_round_trip_and_wrong_key() {
