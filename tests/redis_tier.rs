@@ -636,3 +636,61 @@ fn a_host_name_works_and_is_resolved_off_the_handshake() {
     assert!(matches!(bad.fetch(b"x"), Lookup::Unavailable));
     assert_eq!(bad.stats().errors, 1);
 }
+
+/// Redis < 6.2 has no `GETDEL`: played by a server with the command renamed away.
+/// The store detects it (`COMMAND INFO GETDEL`, asked by the writer when it
+/// connects) and takes with `MULTI; GET; DEL; EXEC`: raced takes are still won
+/// exactly once and nothing trips the breaker.
+#[test]
+fn without_getdel_takes_fall_back_to_a_transaction() {
+    let redis = RedisServer::start_with(&["--rename-command", "GETDEL", ""]);
+    assert!(redis.cli(&["GETDEL", "x"]).contains("unknown command"));
+    let a = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let b = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.redis().getdel_supported().is_none() {
+        assert!(Instant::now() < deadline, "never detected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.redis().getdel_supported(), Some(false));
+    let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for k in &keys {
+        assert!(a.put(k.clone(), k.clone()));
+    }
+    settle(&[a.redis()]);
+    let barrier = Barrier::new(2);
+    let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        [&a, &b]
+            .map(|st| {
+                let (keys, barrier) = (&keys, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    keys.iter()
+                        .map(|k| st.take(k).is_some_and(|v| &v == k))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .to_vec()
+    });
+    for (i, (wa, wb)) in wins[0].iter().zip(&wins[1]).enumerate() {
+        assert!(wa ^ wb, "ticket {i}: {wa} {wb}");
+    }
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0");
+    // b learnt it from its first "unknown command" answer (or its writer).
+    assert_eq!(b.redis().getdel_supported(), Some(false));
+    for st in [a.redis(), b.redis()] {
+        let s = st.stats();
+        assert_eq!(s.errors + s.timeouts + s.skipped, 0, "{s:?}");
+        assert!(!st.breaker_open());
+    }
+    // A server that has it: detected as such.
+    let modern = RedisServer::start();
+    let m = store(config(&modern.url()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.getdel_supported().is_none() {
+        assert!(Instant::now() < deadline, "never detected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(m.getdel_supported(), Some(true));
+}

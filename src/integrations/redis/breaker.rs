@@ -36,8 +36,19 @@ impl Breaker {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a call may go to Redis now; `Some(true)` if it is the probe.
-    pub(super) fn admit(&self) -> Option<bool> {
+    /// Whether a call may go to Redis now: a [`Permit`] to report its outcome
+    /// with (the probe's, when half-open).
+    pub(super) fn admit(&self) -> Option<Permit<'_>> {
+        let probe = self.admit_raw()?;
+        Some(Permit {
+            breaker: self,
+            probe,
+            settled: false,
+        })
+    }
+
+    /// `Some(true)` if the call is the probe.
+    fn admit_raw(&self) -> Option<bool> {
         if self.failures.load(Ordering::Acquire) < self.threshold {
             return Some(false);
         }
@@ -50,7 +61,7 @@ impl Breaker {
             .map(|_| true)
     }
 
-    pub(super) fn success(&self, probe: bool) {
+    fn success(&self, probe: bool) {
         if self.failures.swap(0, Ordering::AcqRel) != 0 {
             self.backoff_us
                 .store(self.initial_backoff_us, Ordering::Release);
@@ -61,7 +72,7 @@ impl Breaker {
     }
 
     /// Returns whether the breaker (re)opened.
-    pub(super) fn failure(&self, probe: bool) -> bool {
+    fn failure(&self, probe: bool) -> bool {
         let f = self
             .failures
             .fetch_add(1, Ordering::AcqRel)
@@ -92,6 +103,38 @@ impl Breaker {
     }
 }
 
+/// One admitted call. Report its outcome with [`success`](Self::success) or
+/// [`failure`](Self::failure); a permit dropped unreported (the call panicked)
+/// counts as a failure, so a probe that panics cannot leave the breaker
+/// half-open with its `probing` flag set forever.
+pub(super) struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    settled: bool,
+}
+
+impl Permit<'_> {
+    /// The call succeeded: the breaker closes.
+    pub(super) fn success(mut self) {
+        self.settled = true;
+        self.breaker.success(self.probe);
+    }
+
+    /// The call failed; returns whether the breaker (re)opened.
+    pub(super) fn failure(mut self) -> bool {
+        self.settled = true;
+        self.breaker.failure(self.probe)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.failure(self.probe);
+        }
+    }
+}
+
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
@@ -99,19 +142,39 @@ mod tests {
     #[test]
     fn breaker_opens_backs_off_and_probes_once() {
         let b = Breaker::new(2, Duration::from_millis(30), Duration::from_millis(100));
-        assert_eq!(b.admit(), Some(false));
-        assert!(!b.failure(false));
-        assert!(b.failure(false)); // threshold reached: open
-        assert_eq!(b.admit(), None);
+        let probe = |p: &Option<Permit<'_>>| p.as_ref().map(|p| p.probe);
+        let p = b.admit();
+        assert_eq!(probe(&p), Some(false));
+        assert!(!p.unwrap().failure());
+        assert!(b.admit().unwrap().failure()); // threshold reached: open
+        assert!(b.admit().is_none());
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(b.admit(), Some(true)); // the probe
-        assert_eq!(b.admit(), None); // only one at a time
-        assert!(b.failure(true)); // reopened, backoff doubled
-        assert_eq!(b.admit(), None);
+        let p = b.admit();
+        assert_eq!(probe(&p), Some(true)); // the probe
+        assert!(b.admit().is_none()); // only one at a time
+        assert!(p.unwrap().failure()); // reopened, backoff doubled
+        assert!(b.admit().is_none());
         std::thread::sleep(Duration::from_millis(70));
-        assert_eq!(b.admit(), Some(true));
-        b.success(true);
+        let p = b.admit();
+        assert_eq!(probe(&p), Some(true));
+        p.unwrap().success();
         assert!(!b.is_open());
-        assert_eq!(b.admit(), Some(false));
+        assert_eq!(probe(&b.admit()), Some(false));
+    }
+
+    #[test]
+    fn an_unreported_probe_counts_as_a_failure() {
+        let b = Breaker::new(1, Duration::from_millis(10), Duration::from_millis(10));
+        assert!(b.admit().unwrap().failure());
+        std::thread::sleep(Duration::from_millis(20));
+        let p = b.admit().unwrap();
+        assert!(p.probe);
+        drop(p); // as when the call panics
+        assert!(b.is_open());
+        std::thread::sleep(Duration::from_millis(20));
+        let p = b.admit().expect("probing again, not wedged");
+        assert!(p.probe);
+        p.success();
+        assert!(!b.is_open());
     }
 }

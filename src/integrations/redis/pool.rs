@@ -67,6 +67,20 @@ impl Call<'_> {
         self.conn.set_timeouts(left)?;
         cmd.query(self.conn.as_dyn())
     }
+
+    /// Runs `pipe` (on a cluster: on the node of its first key) within what is
+    /// left of the deadline.
+    pub(super) fn query_pipe<T: FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> RedisResult<T> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        self.conn.set_timeouts(left)?;
+        pipe.query(self.conn.as_dyn())
+    }
 }
 
 pub(super) fn timed_out() -> RedisError {
@@ -234,7 +248,7 @@ impl Link {
         f: impl FnOnce(&mut Call<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         let deadline = Instant::now() + limit;
-        let Some(probe) = self.breaker.admit() else {
+        let Some(permit) = self.breaker.admit() else {
             bump(&stats.skipped);
             return Err(Failure::Skipped);
         };
@@ -256,7 +270,7 @@ impl Link {
         });
         match result {
             Ok((v, conn)) => {
-                self.breaker.success(probe);
+                permit.success();
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
                 if pool.len() < self.pool_size {
                     pool.push(conn);
@@ -265,7 +279,7 @@ impl Link {
             }
             Err(e) => {
                 count_error(stats, &e);
-                if self.breaker.failure(probe) {
+                if permit.failure() {
                     bump(&stats.breaker_trips);
                     // Whatever is pooled went to the same failing server.
                     self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -281,5 +295,99 @@ pub(super) fn count_error(stats: &AtomicStats, e: &RedisError) {
         bump(&stats.timeouts);
     } else {
         bump(&stats.errors);
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// A throwaway `redis-server` on a free 127.0.0.1 port (the integration tests
+    /// have a fuller one in `tests/redis_support`).
+    struct Server(Child, u16);
+
+    impl Server {
+        fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install -y redis-server)");
+            let server = Server(child, port);
+            let client = redis::Client::open(server.url()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_err()
+            {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            server
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.1)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A probe call that panics (a bug in a codec, in the client library) must
+    /// not leave the breaker half-open forever: later calls get through again.
+    #[test]
+    fn a_panicking_probe_does_not_wedge_the_breaker() {
+        let server = Server::start();
+        let config = RedisConfig::new(server.url())
+            .timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(1))
+            .breaker(1, Duration::from_millis(10), Duration::from_millis(10));
+        let link = Link::new(&config).unwrap();
+        let stats = AtomicStats::default();
+        let limit = Duration::from_secs(1);
+        // One failure opens it.
+        assert!(link
+            .call(&stats, limit, |c| c
+                .query::<()>(&redis::cmd("NO-SUCH-COMMAND")))
+            .is_err());
+        assert!(link.breaker.is_open());
+        std::thread::sleep(Duration::from_millis(30));
+        // The probe panics.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = link.call(&stats, limit, |_| -> RedisResult<()> {
+                panic!("a bug inside the probe")
+            });
+        }));
+        assert!(panicked.is_err());
+        // After the back-off, calls are admitted again and close it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            if link
+                .call(&stats, limit, |c| c.query::<String>(&redis::cmd("PING")))
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the breaker stays wedged after a panicking probe"
+            );
+        }
+        assert!(!link.breaker.is_open());
     }
 }

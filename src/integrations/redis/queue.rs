@@ -5,7 +5,7 @@
 
 use super::pool::{count_error, Conn};
 use super::stats::{bump, AtomicStats};
-use super::store::Shared;
+use super::store::{Shared, GETDEL_NO, GETDEL_UNKNOWN, GETDEL_YES};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -171,9 +171,48 @@ impl Queue {
     }
 }
 
+/// The writer thread's body: [`run_writer`], started again if it panics (a bug;
+/// counted in `errors`), so the queue never stops draining.
+pub(super) fn run_writer_catching(shared: Arc<Shared>) {
+    loop {
+        let s = Arc::clone(&shared);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_writer(s))).is_ok() {
+            return;
+        }
+        bump(&shared.stats.errors);
+        let mut st = shared.queue.lock();
+        st.in_flight.clear();
+        Queue::gauge(&st, &shared.stats);
+        if st.ops.is_empty() {
+            shared.queue.idle.notify_all();
+        }
+        if st.shutdown {
+            return;
+        }
+    }
+}
+
+/// Asks the server whether it has `GETDEL` (Redis >= 6.2).
+fn detect_getdel(shared: &Shared, conn: &mut Conn) {
+    if shared.getdel.load(Ordering::Relaxed) != GETDEL_UNKNOWN {
+        return;
+    }
+    let info: redis::RedisResult<Vec<redis::Value>> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("GETDEL")
+        .query(conn.as_dyn());
+    if let Ok(v) = info {
+        let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
+        shared.getdel.store(
+            if known { GETDEL_YES } else { GETDEL_NO },
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// The writer thread: drains the queue in batches until shut down; re-resolves
-/// the host names every `resolve_interval`.
-pub(super) fn run_writer(shared: Arc<Shared>) {
+/// the host names every `resolve_interval`; detects `GETDEL` when it connects.
+fn run_writer(shared: Arc<Shared>) {
     let cfg = &shared.config;
     let queue = &shared.queue;
     let stats = &shared.stats;
@@ -186,12 +225,26 @@ pub(super) fn run_writer(shared: Arc<Shared>) {
         }
     };
     let mut next_resolve = Instant::now() + resolve_every(shared.link.resolved());
+    let detect = |conn: &mut Option<Conn>| {
+        if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
+            if let Ok(c) = shared.link.connect(stats, cfg.writer_timeout) {
+                if c.set_timeouts(cfg.writer_timeout).is_ok() {
+                    *conn = Some(c);
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            detect_getdel(&shared, c);
+        }
+    };
+    detect(&mut conn);
     loop {
         if Instant::now() >= next_resolve {
             if let Ok(true) = shared.link.resolve() {
                 conn = None;
             }
             next_resolve = Instant::now() + resolve_every(shared.link.resolved());
+            detect(&mut conn);
         }
         let batch: Vec<Op> = {
             let mut st = queue.lock();
@@ -265,7 +318,10 @@ pub(super) fn run_writer(shared: Arc<Shared>) {
 fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisResult<(u64, u64)> {
     let cfg = &shared.config;
     if conn.is_none() {
-        *conn = Some(shared.link.connect(&shared.stats, cfg.writer_timeout)?);
+        let mut c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+        c.set_timeouts(cfg.writer_timeout)?;
+        detect_getdel(shared, &mut c);
+        *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else {
         return Err(super::pool::timed_out());

@@ -3,8 +3,8 @@
 
 use super::config::RedisConfig;
 use super::crypto::Sealer;
-use super::pool::Link;
-use super::queue::{run_writer, Op, Queue, Withdrawn};
+use super::pool::{Call, Link};
+use super::queue::{run_writer_catching, Op, Queue, Withdrawn};
 use super::record::{decode_session, encode_record, hex_key, Codec, Expect, SecretCodec};
 use super::stats::{bump, AtomicStats};
 use super::{Lookup, RedisStats};
@@ -13,6 +13,7 @@ use crate::{RemovalCause, Session, SessionStore};
 use redis::RedisResult;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,6 +43,22 @@ pub(super) struct Shared {
     pub(super) link: Link,
     pub(super) queue: Queue,
     pub(super) stats: AtomicStats,
+    /// Whether the server knows `GETDEL` (Redis >= 6.2): [`GETDEL_UNKNOWN`],
+    /// [`GETDEL_YES`] or [`GETDEL_NO`]. Detected by the writer when it connects
+    /// (`COMMAND INFO GETDEL`), or by a take that got "unknown command".
+    pub(super) getdel: AtomicU8,
+}
+
+pub(super) const GETDEL_UNKNOWN: u8 = 0;
+pub(super) const GETDEL_YES: u8 = 1;
+pub(super) const GETDEL_NO: u8 = 2;
+
+/// Whether `e` says the server does not know the command.
+fn unknown_command(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::ResponseError
+        && e.to_string()
+            .to_ascii_lowercase()
+            .contains("unknown command")
 }
 
 impl RedisStore<Secret, SecretCodec> {
@@ -72,12 +89,13 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
             config,
             link,
             stats: AtomicStats::default(),
+            getdel: AtomicU8::new(GETDEL_UNKNOWN),
         });
         let writer = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("tls-session-cache-redis-writer".into())
-                .spawn(move || run_writer(shared))?
+                .spawn(move || run_writer_catching(shared))?
         };
         Ok(Arc::new(RedisStore {
             shared,
@@ -155,31 +173,70 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         }
     }
 
-    fn lookup(&self, id: &[u8], command: &str) -> Lookup<Arc<Session<P>>> {
+    fn lookup(&self, id: &[u8], take: bool) -> Lookup<Arc<Session<P>>> {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return Lookup::Absent;
         }
         let key = self.key(id);
         let s = &self.shared;
         match s.link.call(&s.stats, s.config.timeout, |c| {
-            c.query::<Option<Vec<u8>>>(redis::cmd(command).arg(&key))
+            if take {
+                self.take_in(c, &key)
+            } else {
+                c.query::<Option<Vec<u8>>>(redis::cmd("GET").arg(&key))
+            }
         }) {
             Ok(v) => self.found(id, &key, v),
             Err(_) => Lookup::Unavailable,
         }
     }
 
+    /// `GETDEL key`, or on a server without it (Redis < 6.2) the transaction
+    /// `MULTI; GET key; DEL key; EXEC`, as atomic.
+    fn take_in(&self, c: &mut Call<'_>, key: &[u8]) -> redis::RedisResult<Option<Vec<u8>>> {
+        let getdel = &self.shared.getdel;
+        if getdel.load(Ordering::Relaxed) != GETDEL_NO {
+            match c.query::<Option<Vec<u8>>>(redis::cmd("GETDEL").arg(key)) {
+                Err(e) if unknown_command(&e) => getdel.store(GETDEL_NO, Ordering::Relaxed),
+                other => return other,
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(key)
+            .cmd("DEL")
+            .arg(key)
+            .ignore();
+        let (v,): (Option<Vec<u8>>,) = c.query_pipe(&pipe)?;
+        Ok(v)
+    }
+
     /// `GET`: the session stored under `id`, checked; within one deadline
     /// ([`RedisConfig::timeout`]).
     pub fn fetch(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
-        self.lookup(id, "GET")
+        self.lookup(id, false)
     }
 
     /// `GETDEL`: atomically removes and returns the session stored under `id` (of
     /// several concurrent takes across the fleet, exactly one gets it); within one
     /// deadline. A value that fails the checks is removed too and is `Absent`.
+    ///
+    /// On a server without `GETDEL` (Redis < 6.2, detected when the writer
+    /// connects or from the first "unknown command" answer) the take is the
+    /// transaction `MULTI; GET; DEL; EXEC`, as atomic, one round trip too.
     pub fn take(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
-        self.lookup(id, "GETDEL")
+        self.lookup(id, true)
+    }
+
+    /// Whether the server has `GETDEL`: `None` until known (the writer asks
+    /// with `COMMAND INFO GETDEL` when it connects).
+    pub fn getdel_supported(&self) -> Option<bool> {
+        match self.shared.getdel.load(Ordering::Relaxed) {
+            GETDEL_YES => Some(true),
+            GETDEL_NO => Some(false),
+            _ => None,
+        }
     }
 
     /// Queues `SET … EX ttl`, the TTL being the session's remaining lifetime
