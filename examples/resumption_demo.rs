@@ -487,7 +487,9 @@ fn print_table(reports: &[&Report]) {
 mod redis_mode {
     use super::*;
     use tls_session_cache::integrations::redis::Lookup;
-    use tls_session_cache::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore, Session};
+    use tls_session_cache::{
+        KeyRing, RedisConfig, RedisRustlsStore, RedisStats, RedisStore, Session,
+    };
 
     struct PairReport {
         label: &'static str,
@@ -509,12 +511,15 @@ mod redis_mode {
             args.redis_timeout_ms
         );
         let timeout = Duration::from_millis(args.redis_timeout_ms);
+        // Both servers share one key ring (a fleet gets it from its secret store).
+        let ring = KeyRing::new(1, &KeyRing::generate_secret());
         let redis = || {
             RedisStore::new(
                 RedisConfig::new(url)
                     .timeout(timeout)
                     .connect_timeout(timeout.max(Duration::from_millis(50)))
-                    .key_prefix("resumption-demo:"),
+                    .key_prefix("resumption-demo:")
+                    .key_ring(ring.clone()),
             )
             .expect("Redis URL")
         };

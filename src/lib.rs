@@ -125,7 +125,9 @@ pub use error::Error;
 #[cfg(feature = "openssl")]
 pub use integrations::openssl::{install as install_openssl, NativeSession, OpensslCache};
 #[cfg(feature = "redis")]
-pub use integrations::redis::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore};
+pub use integrations::redis::{
+    KeyRing, RedisConfig, RedisRustlsStore, RedisStats, RedisStore, RedisStoreError,
+};
 #[cfg(feature = "rustls")]
 pub use integrations::rustls::RustlsStore;
 pub use mode::CacheMode;

@@ -10,21 +10,28 @@ use redis_support::tls::{
 use redis_support::RedisServer;
 use rustls::server::StoresServerSessions;
 use rustls::HandshakeKind;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 use tls_session_cache::integrations::redis::Lookup;
 use tls_session_cache::integrations::rustls::Secret;
 use tls_session_cache::{
-    Clock, ManualClock, RedisConfig, RedisRustlsStore, RedisStore, Session, SessionCache,
+    Clock, KeyRing, ManualClock, RedisConfig, RedisRustlsStore, RedisStore, Session, SessionCache,
     SystemClock,
 };
 
-/// Generous timeouts: the test machine is shared and busy.
+/// Generous timeouts: the test machine is shared and busy. Encrypted (a ring of
+/// one key) like every production store.
 fn config(url: &str) -> RedisConfig {
+    plain_config(url).encryption_key([0x11; 32])
+}
+
+/// The explicitly insecure plaintext mode.
+fn plain_config(url: &str) -> RedisConfig {
     RedisConfig::new(url)
         .timeout(Duration::from_millis(200))
         .connect_timeout(Duration::from_millis(200))
         .key_prefix("test:")
+        .insecure_plaintext()
 }
 
 fn store(cfg: RedisConfig) -> Arc<RedisStore> {
@@ -495,15 +502,37 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
         Lookup::Found(got) => assert_eq!(got.payload().as_bytes(), marker),
         other => panic!("{other:?}"),
     }
+    // Another key: another MAC key, so another Redis key: a plain miss.
     let wrong = store(config(&redis.url()).encryption_key([0x43; 32]));
     assert!(matches!(wrong.fetch(b"sealed"), Lookup::Absent));
-    let none = store(config(&redis.url()));
+    let none = store(plain_config(&redis.url()));
+    assert!(matches!(none.fetch(b"sealed"), Lookup::Absent));
+    assert_eq!((wrong.stats().misses, none.stats().misses), (1, 1));
+    // The sealed value copied to where they look: it does not open (rejected).
+    let _: () = redis::cmd("SET")
+        .arg(wrong.key(b"sealed"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(none.key(b"sealed"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(matches!(wrong.fetch(b"sealed"), Lookup::Absent));
     assert!(matches!(none.fetch(b"sealed"), Lookup::Absent));
     assert_eq!((wrong.stats().rejected, none.stats().rejected), (1, 1));
-    // A plaintext value planted in Redis is refused by an encrypting reader.
+    // A plaintext value planted where an encrypting reader looks is refused.
     assert!(none.store(&session(b"planted", b"x", 300)));
     settle(&[&none]);
+    let plain = raw_get(&redis, &none.key(b"planted")).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(same.key(b"planted"))
+        .arg(&plain)
+        .query(&mut redis.conn())
+        .unwrap();
     assert!(matches!(same.fetch(b"planted"), Lookup::Absent));
+    assert_eq!(same.stats().rejected, 1);
 
     // Real handshakes: same key shares, a wrong key gives full handshakes.
     for version in [TLS12, TLS13] {
@@ -519,7 +548,8 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
         settle(&[a.redis()]);
         assert_eq!(connect(&client, &sc), HandshakeKind::Full, "{version:?}");
-        assert!(c.redis().stats().rejected >= 1);
+        let sc_stats = c.redis().stats();
+        assert!(sc_stats.misses >= 1 && sc_stats.hits == 0, "{sc_stats:?}");
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
         settle(&[a.redis()]);
@@ -693,4 +723,241 @@ fn without_getdel_takes_fall_back_to_a_transaction() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(m.getdel_supported(), Some(true));
+}
+
+/// Every key and value in Redis, raw.
+fn dump(server: &RedisServer) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut c = server.conn();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut c).unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> Vec<u8> {
+    b.iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Records the ids rustls stores.
+#[derive(Debug)]
+struct Recorder {
+    inner: Arc<RedisRustlsStore>,
+    ids: Mutex<Vec<Vec<u8>>>,
+}
+
+impl StoresServerSessions for Recorder {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.ids.lock().unwrap().push(key.clone());
+        self.inner.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.take(key)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// Someone who reads Redis (keys and values) learns neither a session id (raw or
+/// in hex, upper or lower case) nor any payload or sid_ctx byte string; with real
+/// handshakes too (TLS 1.2 ids, TLS 1.3 tickets).
+#[test]
+fn redis_holds_no_session_id_and_no_plaintext() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).sid_ctx(b"CTX-MARKER"));
+    let ids: Vec<Vec<u8>> = (0..20u8).map(|i| vec![0xa0 + i; 32]).collect();
+    let marker = b"PAYLOAD-MARKER-0123456789";
+    for id in &ids {
+        let s = Arc::new(
+            Session::new(id, b"CTX-MARKER", Secret::new(marker.to_vec()))
+                .unwrap()
+                .with_time(SystemClock.now()),
+        );
+        assert!(st.store(&s));
+    }
+    settle(&[&st]);
+    let mut all = dump(&redis);
+    assert_eq!(all.len(), ids.len());
+    // Real handshakes add their own ids and tickets.
+    for version in [TLS12, TLS13] {
+        let a = RedisRustlsStore::new(100, store(config(&redis.url())));
+        let rec = Arc::new(Recorder {
+            inner: a.clone(),
+            ids: Mutex::new(Vec::new()),
+        });
+        let (sa, client) = (server_config(version, rec.clone()), client_config(version));
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
+        let local_ids = rec.ids.lock().unwrap().clone();
+        assert!(!local_ids.is_empty());
+        let now = dump(&redis);
+        for id in &local_ids {
+            for (k, v) in &now {
+                assert!(!contains(k, id) && !contains(v, id), "handshake id leaked");
+                assert!(!contains(k, &hex(id)) && !contains(v, &hex(id)));
+            }
+        }
+        all = now;
+    }
+    for (k, v) in &all {
+        for id in &ids {
+            let upper: Vec<u8> = hex(id).to_ascii_uppercase();
+            for needle in [&id[..], &hex(id)[..], &upper[..]] {
+                assert!(!contains(k, needle), "id in a key");
+                assert!(!contains(v, needle), "id in a value");
+            }
+        }
+        assert!(!contains(v, marker) && !contains(v, b"CTX-MARKER"));
+        assert!(k.starts_with(b"test:00:"), "{}", String::from_utf8_lossy(k));
+    }
+    // ...and yet the store finds each session.
+    for id in &ids {
+        assert!(matches!(st.fetch(id), Lookup::Found(_)));
+    }
+}
+
+/// Two services (namespaces) sharing Redis and even the key ring cannot resume
+/// each other's sessions: different keys, and a value copied across does not open
+/// (the namespace is in the AEAD's associated data). The same for two sid_ctx
+/// values in one namespace. Also through real handshakes.
+#[test]
+fn two_namespaces_with_one_key_cannot_resume_each_others_sessions() {
+    let redis = RedisServer::start();
+    let svc = |prefix: &str| store(config(&redis.url()).key_prefix(prefix));
+    let (a, b) = (svc("svc-a:"), svc("svc-b:"));
+    assert!(a.store(&session(b"shared-id", b"a's secret", 300)));
+    settle(&[&a]);
+    assert!(matches!(b.fetch(b"shared-id"), Lookup::Absent));
+    assert_eq!(b.stats().misses, 1);
+    // Copy A's value to where B looks: refused.
+    let raw = raw_get(&redis, &a.key(b"shared-id")).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(b.key(b"shared-id"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(matches!(b.fetch(b"shared-id"), Lookup::Absent));
+    assert_eq!(b.stats().rejected, 1);
+    assert!(matches!(a.fetch(b"shared-id"), Lookup::Found(_)));
+
+    // One namespace, two sid_ctx: the value does not open for the other.
+    let ctx = |c: &[u8]| store(config(&redis.url()).key_prefix("svc-c:").sid_ctx(c));
+    let (c1, c2) = (ctx(b"one"), ctx(b"two"));
+    let s = Arc::new(
+        Session::new(b"ctx-id", b"one", Secret::new(b"x".to_vec()))
+            .unwrap()
+            .with_time(SystemClock.now()),
+    );
+    assert!(c1.store(&s));
+    assert!(!c2.store(&s), "another context's session is not written");
+    settle(&[&c1]);
+    assert!(matches!(c2.fetch(b"ctx-id"), Lookup::Absent));
+    assert_eq!(c2.stats().rejected, 1);
+    assert!(matches!(c1.fetch(b"ctx-id"), Lookup::Found(_)));
+
+    // Real handshakes: a client of service A never resumes on service B.
+    for version in [TLS12, TLS13] {
+        let ra = RedisRustlsStore::new(100, svc("hs-a:"));
+        let rb = RedisRustlsStore::new(100, svc("hs-b:"));
+        let ra2 = RedisRustlsStore::new(100, svc("hs-a:"));
+        let (sa, sb, sa2) = (
+            server_config(version, ra.clone()),
+            server_config(version, rb.clone()),
+            server_config(version, ra2.clone()),
+        );
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[ra.redis()]);
+        assert_eq!(connect(&client, &sb), HandshakeKind::Full, "{version:?}");
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[ra.redis()]);
+        assert_eq!(
+            connect(&client, &sa2),
+            HandshakeKind::Resumed,
+            "{version:?}"
+        );
+    }
+}
+
+/// Key rotation without a miss storm: sessions written under key 1 still resume
+/// once key 2 is current (key 1 kept for reading), in both rollout orders; once
+/// key 1 is dropped from the ring they miss.
+#[test]
+fn rotation_keeps_old_sessions_and_dropping_the_old_key_misses_them() {
+    let redis = RedisServer::start();
+    let (k1, k2) = ([0x01; 32], [0x02; 32]);
+    let with = |ring: KeyRing| store(config(&redis.url()).key_ring(ring));
+    let old = with(KeyRing::new(1, &k1));
+    // Step 1 of the rollout: key 2 known (older) everywhere, key 1 still current.
+    let step1 = with(KeyRing::new(1, &k1).with_older(2, &k2).unwrap());
+    // Step 2: key 2 current, key 1 older.
+    let step2 = with(KeyRing::new(2, &k2).with_older(1, &k1).unwrap());
+    // Step 3: key 1 dropped.
+    let step3 = with(KeyRing::new(2, &k2));
+
+    assert!(old.store(&session(b"before", b"old session", 300)));
+    settle(&[&old]);
+    assert!(step2.store(&session(b"after", b"new session", 300)));
+    settle(&[&step2]);
+    assert!(raw_get(&redis, &old.key(b"before")).is_some());
+    assert!(String::from_utf8_lossy(&step2.key(b"after")).starts_with("test:02:"));
+
+    // Old sessions resume under the rotated ring; new ones on servers still at
+    // step 1 (mid-rollout, both directions work).
+    match step2.fetch(b"before") {
+        Lookup::Found(s) => assert_eq!(s.payload().as_bytes(), b"old session"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(step1.fetch(b"after"), Lookup::Found(_)));
+    assert!(matches!(step1.fetch(b"before"), Lookup::Found(_)));
+    assert_eq!(step2.stats().rejected + step1.stats().rejected, 0);
+    // A server not yet at step 1 cannot read key 2's sessions (why step 1 comes
+    // first).
+    assert!(matches!(old.fetch(b"after"), Lookup::Absent));
+    // Key 1 dropped: its sessions miss; key 2's still resume.
+    assert!(matches!(step3.fetch(b"before"), Lookup::Absent));
+    assert!(matches!(step3.fetch(b"after"), Lookup::Found(_)));
+    // A take under the rotated ring finds the old key's ticket, once.
+    assert!(old.store(&session(b"ticket", b"t", 300)));
+    settle(&[&old]);
+    assert!(matches!(step2.take(b"ticket"), Lookup::Found(_)));
+    assert!(matches!(step2.take(b"ticket"), Lookup::Absent));
+    // An explicit removal under the rotated ring deletes the old key's copy.
+    assert!(old.store(&session(b"removed", b"r", 300)));
+    settle(&[&old]);
+    assert!(step2.delete(b"removed"));
+    settle(&[&step2]);
+    assert!(matches!(old.fetch(b"removed"), Lookup::Absent));
+
+    // Real handshakes: a TLS 1.2 session made under key 1 resumes on a server
+    // with the rotated ring; not on one with key 1 dropped.
+    let a = RedisRustlsStore::new(100, with(KeyRing::new(1, &k1)));
+    let b = RedisRustlsStore::new(100, with(KeyRing::new(2, &k2).with_older(1, &k1).unwrap()));
+    let c = RedisRustlsStore::new(100, with(KeyRing::new(2, &k2)));
+    let (sa, sb, sc) = (
+        server_config(TLS12, a.clone()),
+        server_config(TLS12, b.clone()),
+        server_config(TLS12, c.clone()),
+    );
+    let client = client_config(TLS12);
+    assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+    settle(&[a.redis()]);
+    assert_eq!(connect(&client, &sc), HandshakeKind::Full);
+    let client = client_config(TLS12);
+    assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+    settle(&[a.redis()]);
+    assert_eq!(connect(&client, &sb), HandshakeKind::Resumed);
 }

@@ -14,7 +14,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use tls_session_cache::integrations::redis::{
-    decode_session, BytesCodec, Codec, DerCodec, Expect, Sealer, SecretCodec,
+    decode_session, BytesCodec, Codec, DerCodec, Expect, KeyRing, Sealer, SecretCodec,
 };
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -22,14 +22,21 @@ const NOW: u64 = 1_700_000_000;
 
 struct Sealers {
     plain: Sealer,
+    /// A ring of two keys (ids 2 current, 1 older) in namespace `ns:`.
     sealed: Sealer,
+    /// The same ring, another namespace: nothing sealed for `ns:` opens.
+    other_ns: Sealer,
 }
 
 fn sealers() -> &'static Sealers {
     static S: OnceLock<Sealers> = OnceLock::new();
-    S.get_or_init(|| Sealers {
-        plain: Sealer::plaintext(),
-        sealed: Sealer::new(&KEY),
+    S.get_or_init(|| {
+        let ring = KeyRing::new(2, &KEY).with_older(1, &[0x24; 32]).unwrap();
+        Sealers {
+            plain: Sealer::plaintext(b"ns:"),
+            sealed: Sealer::new(&ring, b"ns:", b""),
+            other_ns: Sealer::new(&ring, b"other:", b""),
+        }
     })
 }
 
@@ -97,8 +104,9 @@ fuzz_target!(|data: &[u8]| {
                 sess(decode_session(&s.sealed, &BytesCodec, aad, &sealed, &ctx))
             };
             check(got, (sel & 1 == 1).then_some(&b"ctx"[..]));
-            // Moved to another key (aad): must not open.
+            // Moved to another key (aad) or namespace: must not open.
             assert!(decode_session(&s.sealed, &SecretCodec, b"other", &sealed, &any).is_none());
+            assert!(decode_session(&s.other_ns, &SecretCodec, aad, &sealed, &any).is_none());
         }
         // A plain record reached with the id it names (the fuzzer rarely guesses
         // the id): the whole accept path.

@@ -1,6 +1,7 @@
 //! [`RedisConfig`]: what a [`RedisStore`](super::RedisStore) connects to and how it
 //! behaves.
 
+use super::crypto::KeyRing;
 #[cfg(doc)]
 use super::RedisStore;
 #[cfg(doc)]
@@ -27,7 +28,8 @@ pub struct RedisConfig {
     pub(super) connect_timeout: Duration,
     pub(super) session_timeout: Duration,
     pub(super) sid_ctx: Option<Vec<u8>>,
-    pub(super) key: Option<Zeroizing<[u8; 32]>>,
+    pub(super) ring: Option<KeyRing>,
+    pub(super) plaintext: bool,
     pub(super) pool_size: usize,
     pub(super) breaker_threshold: u32,
     pub(super) breaker_backoff: Duration,
@@ -53,7 +55,8 @@ impl RedisConfig {
             connect_timeout: DEFAULT_REDIS_TIMEOUT,
             session_timeout: crate::DEFAULT_TIMEOUT,
             sid_ctx: None,
-            key: None,
+            ring: None,
+            plaintext: false,
             pool_size: 16,
             breaker_threshold: 3,
             breaker_backoff: Duration::from_millis(500),
@@ -80,8 +83,9 @@ impl RedisConfig {
         Self::with_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
     }
 
-    /// The prefix of every key (default `tls-session:`); the key is the prefix then
-    /// the session id in hex. Give each service (each sid_ctx) its own.
+    /// The prefix of every key (default `tls-session:`): the namespace. Give each
+    /// service its own; it is bound into every sealed value, so two services
+    /// sharing a key ring still cannot resume each other's sessions.
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl AsRef<[u8]>) -> Self {
         self.key_prefix = prefix.as_ref().to_vec();
@@ -159,20 +163,46 @@ impl RedisConfig {
         self
     }
 
-    /// Only hand out sessions made for this session id context (others are misses,
-    /// counted in `rejected`). Default: any (the cache checks it again).
+    /// This store's session id context: only sessions made for it are written
+    /// and handed out (others are misses, counted in `rejected`), and it is bound
+    /// into every sealed value's associated data, so a value written under another
+    /// sid_ctx does not even open. Default: none (any; the cache checks it again).
     #[must_use]
     pub fn sid_ctx(mut self, sid_ctx: impl AsRef<[u8]>) -> Self {
         self.sid_ctx = Some(sid_ctx.as_ref().to_vec());
         self
     }
 
-    /// Seal every value with XChaCha20-Poly1305 under this 256-bit key (a random
-    /// 192-bit nonce per value, the Redis key as associated data). Values that do
-    /// not open with it (another key, tampering, plaintext) are misses.
+    /// The key ring (required unless [`insecure_plaintext`](Self::insecure_plaintext)):
+    /// Redis keys are the prefix, the current key's id and a keyed MAC of the
+    /// session id (never the id); values are sealed with XChaCha20-Poly1305 (a
+    /// random 192-bit nonce each) under the current key, the associated data
+    /// binding the key prefix (the namespace), [`sid_ctx`](Self::sid_ctx) and the
+    /// Redis key. Older keys of the ring are still read. Values that do not open
+    /// (another key, namespace or sid_ctx, tampering, plaintext) are misses,
+    /// counted `rejected`.
     #[must_use]
-    pub fn encryption_key(mut self, key: [u8; 32]) -> Self {
-        self.key = Some(Zeroizing::new(key));
+    pub fn key_ring(mut self, ring: KeyRing) -> Self {
+        self.ring = Some(ring);
+        self
+    }
+
+    /// A ring of this one key, with id 0: [`key_ring`](Self::key_ring)`(KeyRing::new(0, &key))`.
+    #[must_use]
+    pub fn encryption_key(self, key: [u8; 32]) -> Self {
+        let key = Zeroizing::new(key);
+        self.key_ring(KeyRing::new(0, &key))
+    }
+
+    /// Store session secrets in Redis **in the clear**, keyed by the session id
+    /// in hex: whoever reads Redis (its replication stream, its RDB files) can
+    /// decrypt recorded TLS 1.2 traffic and resume the sessions; whoever writes
+    /// it can plant sessions. Only for a Redis trusted as much as the server's
+    /// memory. Without it (or a [`key_ring`](Self::key_ring)) building the
+    /// store fails with [`RedisStoreError::NoKey`](super::RedisStoreError::NoKey).
+    #[must_use]
+    pub fn insecure_plaintext(mut self) -> Self {
+        self.plaintext = true;
         self
     }
 
@@ -227,7 +257,8 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("session_timeout", &self.session_timeout)
-            .field("encrypted", &self.key.is_some())
+            .field("key_ring", &self.ring)
+            .field("insecure_plaintext", &self.plaintext)
             .field("pool_size", &self.pool_size)
             .field("propagate_removes", &self.propagate_removes)
             .field("queue_capacity", &self.queue_capacity)

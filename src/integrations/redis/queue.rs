@@ -21,15 +21,17 @@ pub(super) enum Op {
         /// Unix seconds; the value is not sent once it has passed.
         expiry: u64,
     },
-    /// `DEL key`.
-    Del { key: Vec<u8> },
+    /// `DEL key` for each key (a session id's key under each ring key).
+    Del { keys: Vec<Vec<u8>> },
 }
 
 impl Op {
-    fn key(&self) -> &[u8] {
-        match self {
-            Op::Set { key, .. } | Op::Del { key } => key,
-        }
+    fn keys(&self) -> impl Iterator<Item = &Vec<u8>> {
+        let (one, many) = match self {
+            Op::Set { key, .. } => (Some(key), &[][..]),
+            Op::Del { keys } => (None, &keys[..]),
+        };
+        one.into_iter().chain(many)
     }
 }
 
@@ -267,7 +269,7 @@ fn run_writer(shared: Arc<Shared>) {
             }
             let n = st.ops.len().min(cfg.batch_size);
             let batch: Vec<Op> = st.ops.drain(..n).collect();
-            st.in_flight = batch.iter().map(|op| op.key().to_vec()).collect();
+            st.in_flight = batch.iter().flat_map(Op::keys).cloned().collect();
             batch
         };
         if batch.is_empty() {
@@ -343,10 +345,13 @@ fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisR
                 cmds.push(cmd);
                 sets += 1;
             }
-            Op::Del { key } => {
-                let mut cmd = redis::cmd("DEL");
-                cmd.arg(key);
-                cmds.push(cmd);
+            Op::Del { keys } => {
+                // One command per key: on a cluster they live in different slots.
+                for key in keys {
+                    let mut cmd = redis::cmd("DEL");
+                    cmd.arg(key);
+                    cmds.push(cmd);
+                }
                 dels += 1;
             }
         }

@@ -154,18 +154,6 @@ pub fn decode_session<P, C: Codec<P>>(
     )
 }
 
-/// The prefix then the id in hex (the plaintext mode's keys).
-pub(super) fn hex_key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut k = Vec::with_capacity(prefix.len() + 2 * id.len());
-    k.extend_from_slice(prefix);
-    for b in id {
-        k.push(HEX[usize::from(b >> 4)]);
-        k.push(HEX[usize::from(b & 15)]);
-    }
-    k
-}
-
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
@@ -186,10 +174,5 @@ mod tests {
         assert_eq!(&decode_record(&v[..header]).unwrap().payload[..], b"");
         assert!(decode_record(&[]).is_none());
         assert!(decode_record(&[40, 1, 2]).is_none());
-    }
-
-    #[test]
-    fn keys_are_prefix_and_hex() {
-        assert_eq!(hex_key(b"p:", &[0x00, 0xab, 0xff]), b"p:00abff".to_vec());
     }
 }

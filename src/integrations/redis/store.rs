@@ -5,12 +5,11 @@ use super::config::RedisConfig;
 use super::crypto::Sealer;
 use super::pool::{Call, Link};
 use super::queue::{run_writer_catching, Op, Queue, Withdrawn};
-use super::record::{decode_session, encode_record, hex_key, Codec, Expect, SecretCodec};
+use super::record::{decode_session, encode_record, Codec, Expect, SecretCodec};
 use super::stats::{bump, AtomicStats};
 use super::{Lookup, RedisStats};
 use crate::integrations::rustls::Secret;
 use crate::{RemovalCause, Session, SessionStore};
-use redis::RedisResult;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -61,14 +60,51 @@ fn unknown_command(e: &redis::RedisError) -> bool {
             .contains("unknown command")
 }
 
+/// Why a [`RedisStore`] could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// No [`RedisConfig::key_ring`] and plaintext not chosen with
+    /// [`RedisConfig::insecure_plaintext`].
+    NoKey,
+    /// A URL the `redis` crate does not accept.
+    Url(redis::RedisError),
+    /// The writer thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisStoreError::NoKey => f.write_str(
+                "no key ring: set RedisConfig::key_ring (or choose \
+                 RedisConfig::insecure_plaintext explicitly)",
+            ),
+            RedisStoreError::Url(e) => write!(f, "invalid Redis URL: {e}"),
+            RedisStoreError::Thread(e) => write!(f, "could not start the Redis writer: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RedisStoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RedisStoreError::NoKey => None,
+            RedisStoreError::Url(e) => Some(e),
+            RedisStoreError::Thread(e) => Some(e),
+        }
+    }
+}
+
 impl RedisStore<Secret, SecretCodec> {
     /// A store for rustls payloads. Resolves the host names now (a name that
     /// does not resolve yet is retried in the background) and connects lazily:
     /// Redis may be down now.
     ///
     /// # Errors
-    /// An invalid URL, or the writer thread could not be started.
-    pub fn new(config: RedisConfig) -> RedisResult<Arc<Self>> {
+    /// No key ring (and plaintext not chosen by name), an invalid URL, or the
+    /// writer thread could not be started.
+    pub fn new(config: RedisConfig) -> Result<Arc<Self>, RedisStoreError> {
         Self::with_codec(config, SecretCodec)
     }
 }
@@ -77,13 +113,18 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     /// A store with the given payload codec. Connects lazily.
     ///
     /// # Errors
-    /// An invalid URL, or the writer thread could not be started.
-    pub fn with_codec(config: RedisConfig, codec: C) -> RedisResult<Arc<Self>> {
-        let link = Link::new(&config)?;
-        let sealer = match &config.key {
-            Some(k) => Sealer::new(k),
-            None => Sealer::plaintext(),
+    /// As [`RedisStore::new`].
+    pub fn with_codec(config: RedisConfig, codec: C) -> Result<Arc<Self>, RedisStoreError> {
+        let sealer = match (&config.ring, config.plaintext) {
+            (Some(ring), _) => Sealer::new(
+                ring,
+                &config.key_prefix,
+                config.sid_ctx.as_deref().unwrap_or_default(),
+            ),
+            (None, true) => Sealer::plaintext(&config.key_prefix),
+            (None, false) => return Err(RedisStoreError::NoKey),
         };
+        let link = Link::new(&config).map_err(RedisStoreError::Url)?;
         let shared = Arc::new(Shared {
             queue: Queue::new(config.queue_capacity),
             config,
@@ -95,7 +136,8 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("tls-session-cache-redis-writer".into())
-                .spawn(move || run_writer_catching(shared))?
+                .spawn(move || run_writer_catching(shared))
+                .map_err(RedisStoreError::Thread)?
         };
         Ok(Arc::new(RedisStore {
             shared,
@@ -121,9 +163,18 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         self.shared.link.breaker.is_open()
     }
 
-    /// The Redis key of session id `id`: the prefix, then the id in hex.
+    /// The Redis key session id `id` is written under: the prefix, the current
+    /// ring key's id and a keyed MAC of the id (with
+    /// [`insecure_plaintext`](RedisConfig::insecure_plaintext): the prefix and
+    /// the id in hex).
     pub fn key(&self, id: &[u8]) -> Vec<u8> {
-        hex_key(&self.config().key_prefix, id)
+        self.sealer.key(id)
+    }
+
+    /// Every Redis key `id` may be stored under: the current ring key's, then
+    /// each older key's (what a lookup tries, in this order).
+    pub fn keys(&self, id: &[u8]) -> Vec<Vec<u8>> {
+        self.sealer.keys(id)
     }
 
     /// Waits until every write queued so far reached Redis (or was given up), at
@@ -177,16 +228,25 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return Lookup::Absent;
         }
-        let key = self.key(id);
+        // The current key's Redis key first, then each older key's: after a
+        // rotation, sessions written under the old key are still found.
+        let keys = self.keys(id);
         let s = &self.shared;
         match s.link.call(&s.stats, s.config.timeout, |c| {
-            if take {
-                self.take_in(c, &key)
-            } else {
-                c.query::<Option<Vec<u8>>>(redis::cmd("GET").arg(&key))
+            for key in &keys {
+                let v = if take {
+                    self.take_in(c, key)?
+                } else {
+                    c.query::<Option<Vec<u8>>>(redis::cmd("GET").arg(key))?
+                };
+                if let Some(v) = v {
+                    return Ok(Some((key, v)));
+                }
             }
+            Ok(None)
         }) {
-            Ok(v) => self.found(id, &key, v),
+            Ok(Some((key, v))) => self.found(id, key, Some(v)),
+            Ok(None) => self.found(id, &[], None),
             Err(_) => Lookup::Unavailable,
         }
     }
@@ -244,6 +304,11 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     /// session has expired, the codec declines or the queue is full: counted in
     /// `dropped`). Never waits on Redis.
     pub fn store(&self, s: &Session<P>) -> bool {
+        if let Some(ctx) = &self.config().sid_ctx {
+            if s.sid_ctx() != ctx.as_slice() {
+                return false; // another context's session: not this store's
+            }
+        }
         let timeout = s
             .timeout()
             .unwrap_or(self.config().session_timeout)
@@ -266,13 +331,13 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         )
     }
 
-    /// Queues `DEL`. Returns whether it was queued.
+    /// Queues `DEL` of `id` under every ring key. Returns whether it was queued.
     pub fn delete(&self, id: &[u8]) -> bool {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return false;
         }
-        let key = self.key(id);
-        self.shared.queue.push(Op::Del { key }, &self.shared.stats)
+        let keys = self.keys(id);
+        self.shared.queue.push(Op::Del { keys }, &self.shared.stats)
     }
 
     /// Takes a not yet sent write of `id` out of the queue; see [`Withdrawn`].
@@ -349,11 +414,12 @@ mod tests {
     #[test]
     fn sealing_round_trip_and_wrong_key() {
         let mk = |key: Option<[u8; 32]>| {
-            let mut c = RedisConfig::new("redis://127.0.0.1:1/");
-            if let Some(k) = key {
-                c = c.encryption_key(k);
-            }
-            RedisStore::new(c).unwrap()
+            let c = RedisConfig::new("redis://127.0.0.1:1/");
+            RedisStore::new(match key {
+                Some(k) => c.encryption_key(k),
+                None => c.insecure_plaintext(),
+            })
+            .unwrap()
         };
         let s = Session::new(b"id1", b"", Secret::new(b"top secret".to_vec()))
             .unwrap()
@@ -393,13 +459,28 @@ mod tests {
     }
 
     #[test]
+    fn building_requires_a_key_unless_plaintext_is_chosen_by_name() {
+        let url = "redis://127.0.0.1:1/";
+        assert!(matches!(
+            RedisStore::new(RedisConfig::new(url)),
+            Err(RedisStoreError::NoKey)
+        ));
+        assert!(RedisStore::new(RedisConfig::new(url).insecure_plaintext()).is_ok());
+        assert!(RedisStore::new(RedisConfig::new(url).encryption_key([3; 32])).is_ok());
+        assert!(matches!(
+            RedisStore::new(RedisConfig::new("not a url").encryption_key([3; 32])),
+            Err(RedisStoreError::Url(_))
+        ));
+    }
+
+    #[test]
     fn dead_server_is_a_counted_miss_then_skipped() {
         // Port 1 on loopback: connection refused at once.
-        let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:1/").breaker(
-            2,
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        ))
+        let store = RedisStore::new(
+            RedisConfig::new("redis://127.0.0.1:1/")
+                .encryption_key([1; 32])
+                .breaker(2, Duration::from_secs(60), Duration::from_secs(60)),
+        )
         .unwrap();
         for _ in 0..5 {
             assert!(matches!(store.fetch(b"x"), Lookup::Unavailable));
