@@ -27,6 +27,7 @@ pub const MAX_OLDER_KEYS: usize = 8;
 
 const LABEL_MAC: &[u8] = b"tls-session-cache redis v1: key mac";
 const LABEL_AEAD: &[u8] = b"tls-session-cache redis v1: value aead";
+const LABEL_TICKETS: &[u8] = b"tls-session-cache redis v1: ticket keys aead";
 const AAD_LABEL: &[u8] = b"tls-session-cache redis v1";
 
 /// Why a [`KeyRing`] could not be built.
@@ -60,6 +61,7 @@ struct RingKey {
     id: u8,
     mac: hmac::Key,
     aead: XChaCha20Poly1305,
+    tickets: XChaCha20Poly1305,
 }
 
 impl RingKey {
@@ -68,10 +70,12 @@ impl RingKey {
         let derive = |label: &[u8]| Zeroizing::new(hmac::sign(&base, label).as_ref().to_vec());
         let mac = derive(LABEL_MAC);
         let aead = derive(LABEL_AEAD);
+        let tickets = derive(LABEL_TICKETS);
         RingKey {
             id,
             mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
             aead: XChaCha20Poly1305::new(aead.as_slice().into()),
+            tickets: XChaCha20Poly1305::new(tickets.as_slice().into()),
         }
     }
 }
@@ -127,6 +131,7 @@ impl KeyRing {
                     id: k.id,
                     mac: k.mac.clone(),
                     aead: k.aead.clone(),
+                    tickets: k.tickets.clone(),
                 })
                 .collect()
         });
@@ -179,6 +184,31 @@ impl KeyRing {
 
     fn get(&self, id: u8) -> Option<&RingKey> {
         self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// Seals `msg` (the fleet's ticket keys) under the current key's ticket
+    /// sub-key: `key id || nonce || ciphertext`.
+    pub(super) fn seal_tickets(&self, aad: &[u8], msg: &[u8]) -> Option<Vec<u8>> {
+        let k = &self.keys[0];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ct = k.tickets.encrypt(&nonce, Payload { msg, aad }).ok()?;
+        let mut v = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        v.push(k.id);
+        v.extend_from_slice(&nonce);
+        v.extend_from_slice(&ct);
+        Some(v)
+    }
+
+    /// Opens what [`seal_tickets`](Self::seal_tickets) made, with whichever ring
+    /// key it names.
+    pub(super) fn open_tickets(&self, aad: &[u8], v: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (&id, rest) = v.split_first()?;
+        let k = self.get(id)?;
+        let (nonce, ct) = rest.split_at_checked(NONCE_LEN)?;
+        k.tickets
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+            .ok()
+            .map(Zeroizing::new)
     }
 }
 

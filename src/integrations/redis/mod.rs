@@ -74,6 +74,7 @@ mod record;
 mod rustls_store;
 mod stats;
 mod store;
+mod ticketer;
 
 pub use config::{RedisConfig, DEFAULT_REDIS_TIMEOUT};
 #[doc(hidden)]
@@ -87,6 +88,7 @@ pub use record::{BytesCodec, Codec, SecretCodec};
 pub use rustls_store::RedisRustlsStore;
 pub use stats::RedisStats;
 pub use store::{RedisStore, RedisStoreError};
+pub use ticketer::{RedisTicketer, TicketerOptions, TicketerStats};
 
 /// What a second-tier lookup found.
 #[derive(Debug)]

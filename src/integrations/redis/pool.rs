@@ -240,12 +240,13 @@ impl Link {
 
     /// Runs `f` on a pooled (or new) connection, under the breaker, within
     /// `limit` in all. A connection that saw an error is dropped (its state is
-    /// unknown), never pooled again.
+    /// unknown), never pooled again; if a pooled one turns out closed by the
+    /// server, `f` runs once more on a new connection (same deadline).
     pub(super) fn call<T>(
         &self,
         stats: &AtomicStats,
         limit: Duration,
-        f: impl FnOnce(&mut Call<'_>) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
         let deadline = Instant::now() + limit;
         let Some(permit) = self.breaker.admit() else {
@@ -253,21 +254,30 @@ impl Link {
             return Err(Failure::Skipped);
         };
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let result = match pooled {
-            Some(c) => Ok(c),
-            None => self.connect(
-                stats,
-                self.connect_timeout
-                    .min(deadline.saturating_duration_since(Instant::now())),
-            ),
-        }
-        .and_then(|mut conn| {
-            let v = f(&mut Call {
-                conn: &mut conn,
-                deadline,
-            })?;
-            Ok((v, conn))
-        });
+        let was_pooled = pooled.is_some();
+        let mut run = |conn: Option<Conn>| {
+            match conn {
+                Some(c) => Ok(c),
+                None => self.connect(
+                    stats,
+                    self.connect_timeout
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                ),
+            }
+            .and_then(|mut conn| {
+                let v = f(&mut Call {
+                    conn: &mut conn,
+                    deadline,
+                })?;
+                Ok((v, conn))
+            })
+        };
+        let result = match run(pooled) {
+            // An idle connection the server closed (it restarted, or timed the
+            // client out): once more on a new connection, within the deadline.
+            Err(e) if was_pooled && e.is_connection_dropped() => run(None),
+            other => other,
+        };
         match result {
             Ok((v, conn)) => {
                 permit.success();
