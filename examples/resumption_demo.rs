@@ -594,12 +594,20 @@ mod redis_mode {
         );
         let timeout = Duration::from_millis(args.redis_timeout_ms);
         // Both servers share one key ring (a fleet gets it from its secret store).
-        let ring = KeyRing::new(1, &KeyRing::generate_secret());
+        // A fresh one per run, so a fresh namespace too: the previous run's
+        // values (sealed under its ring) would not open, and a server never
+        // overwrites ticket keys it cannot read.
+        let secret = KeyRing::generate_secret();
+        let ring = KeyRing::new(1, &secret);
+        let prefix = format!(
+            "resumption-demo:{}:",
+            secret[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
         let config = || {
             RedisConfig::new(url)
                 .timeout(timeout)
                 .connect_timeout(timeout.max(Duration::from_millis(50)))
-                .key_prefix("resumption-demo:")
+                .key_prefix(&prefix)
                 .key_ring(ring.clone())
         };
         let redis = || RedisStore::new(config()).expect("Redis URL");
