@@ -601,7 +601,10 @@ mod redis_mode {
         let ring = KeyRing::new(1, &secret);
         let prefix = format!(
             "resumption-demo:{}:",
-            secret[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            secret[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
         let config = || {
             RedisConfig::new(url)
