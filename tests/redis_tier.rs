@@ -961,3 +961,22 @@ fn rotation_keeps_old_sessions_and_dropping_the_old_key_misses_them() {
     settle(&[a.redis()]);
     assert_eq!(connect(&client, &sb), HandshakeKind::Resumed);
 }
+
+/// Dropping the store waits (bounded by `drop_timeout`) for its queued writes:
+/// what a server wrote before shutting down reaches Redis.
+#[test]
+fn dropping_the_store_drains_its_queue() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).drop_timeout(Duration::from_secs(30)));
+    let keys: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| {
+            let id = i.to_be_bytes();
+            assert!(st.store(&session(&id, b"v", 300)));
+            st.key(&id)
+        })
+        .collect();
+    drop(st);
+    for k in &keys {
+        assert!(raw_get(&redis, k).is_some());
+    }
+}
