@@ -19,14 +19,19 @@
 //! connection failed.
 //!
 //! With `--redis URL` (and `--features redis`) it runs two servers on two ports
-//! instead, sharing sessions through Redis (`RedisRustlsStore`), each client
-//! alternating between them, then the same with local caches only, and prints the
-//! resumption rate across servers and the tier-2 lookup latency:
+//! instead, each client alternating between them (`--route alternate`, or staying
+//! on one: `--route sticky`), then the same with local caches only, and prints a
+//! line with the `cross-server resumption` rate, p50/p99 connection times and the
+//! tier-2 lookup latency. `--resumption stateful` (default) shares sessions
+//! through Redis (`RedisRustlsStore`); `--resumption tickets` shares stateless
+//! ticket keys (`RedisTicketer`, no session store; local only: rustls's own
+//! ticketer per server). `--pause-pid PID` pauses the redis-server (`kill -STOP`)
+//! for the shared run; a URL where nothing listens plays "Redis down":
 //!
 //! ```sh
 //! scripts/redis.sh start 6390 /tmp/demo-redis
 //! cargo run --release --example resumption_demo --features redis -- \
-//!     --redis redis://127.0.0.1:6390/ --tls 1.2
+//!     --redis redis://127.0.0.1:6390/ --tls 1.3 --resumption tickets
 //! scripts/redis.sh stop /tmp/demo-redis
 //! ```
 
@@ -69,9 +74,36 @@ struct Args {
     /// them, against two servers with local caches only.
     #[arg(long, value_parser = leak_str)]
     redis: Option<&'static str>,
-    /// Per-call Redis timeout in milliseconds (with `--redis`).
+    /// Per-lookup Redis deadline in milliseconds (with `--redis`).
     #[arg(long, default_value_t = 5)]
     redis_timeout_ms: u64,
+    /// With `--redis`: `stateful` shares sessions through Redis
+    /// (`RedisRustlsStore`); `tickets` shares stateless-ticket keys through Redis
+    /// (`RedisTicketer`, no session store).
+    #[arg(long, value_enum, default_value_t = Mode::Stateful)]
+    resumption: Mode,
+    /// With `--redis`: `alternate` sends each client's connections to the two
+    /// servers in turn (every resumption is cross-server); `sticky` keeps each
+    /// client on one server (resumptions are local; Redis is only written, and
+    /// for TLS 1.3 stateful tickets asked by `take`).
+    #[arg(long, value_enum, default_value_t = Route::Alternate)]
+    route: Route,
+    /// With `--redis`: pause this process (the redis-server's pid) with
+    /// `kill -STOP` for the shared run's connections, `kill -CONT` after.
+    #[arg(long)]
+    pause_pid: Option<u32>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Stateful,
+    Tickets,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Route {
+    Alternate,
+    Sticky,
 }
 
 /// Keeps `Args` `Copy`: the one URL lives for the whole run.
@@ -132,6 +164,26 @@ struct Tally {
     errors: AtomicU64,
     full_ns: AtomicU64,
     resumed_ns: AtomicU64,
+    /// Each connection's time in microseconds, by kind (resumed or not).
+    times_us: std::sync::Mutex<Vec<(bool, u64)>>,
+}
+
+impl Tally {
+    /// p50 and p99 (microseconds) of the connections that resumed (`true`) or
+    /// of all of them (`false`).
+    fn percentiles(&self, resumed_only: bool) -> Option<(u64, u64)> {
+        let times = self.times_us.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<u64> = times
+            .iter()
+            .filter(|(r, _)| *r || !resumed_only)
+            .map(|(_, t)| *t)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        Some((v[v.len() / 2], v[(v.len() * 99 / 100).min(v.len() - 1)]))
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -396,6 +448,11 @@ fn client_connection(cfg: &Arc<ClientConfig>, addr: SocketAddr, tally: &Tally) {
             };
             count.fetch_add(1, Ordering::Relaxed);
             time.fetch_add(ns, Ordering::Relaxed);
+            tally
+                .times_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((kind == HandshakeKind::Resumed, ns / 1000));
         }
         Err(e) => {
             eprintln!("client connection: {e}");
@@ -480,14 +537,17 @@ fn print_table(reports: &[&Report]) {
 }
 
 // ---------------------------------------------------------------------------
-// `--redis URL`: two servers sharing sessions through Redis.
+// `--redis URL`: two servers sharing sessions (or ticket keys) through Redis.
 // ---------------------------------------------------------------------------
 
 #[cfg(feature = "redis")]
 mod redis_mode {
     use super::*;
-    use tls_session_cache::integrations::redis::Lookup;
-    use tls_session_cache::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore, Session};
+    use rustls::server::{NoServerSessionStorage, ProducesTickets};
+    use tls_session_cache::integrations::redis::{Lookup, TicketerOptions};
+    use tls_session_cache::{
+        KeyRing, RedisConfig, RedisRustlsStore, RedisStats, RedisStore, RedisTicketer, Session,
+    };
 
     struct PairReport {
         label: &'static str,
@@ -495,95 +555,192 @@ mod redis_mode {
         resumed: u64,
         errors: u64,
         elapsed: Duration,
-        resumed_latency: Duration,
+        /// p50/p99 in microseconds: resumed connections, all connections.
+        resumed_pct: Option<(u64, u64)>,
+        all_pct: Option<(u64, u64)>,
         tier2: Option<RedisStats>,
     }
 
+    /// What each of the two servers resumes with.
+    struct Side {
+        store: Arc<dyn StoresServerSessions>,
+        ticketer: Option<Arc<dyn ProducesTickets>>,
+    }
+
     pub(super) fn main(args: &Args, pki: &Pki, url: &str) -> ExitCode {
+        let mode = match args.resumption {
+            Mode::Stateful => "stateful (sessions in Redis)",
+            Mode::Tickets => "tickets (ticket keys in Redis)",
+        };
         println!(
-            "resumption_demo --redis: two servers, {} client threads x {} connections alternating \
-             between them, {}, Redis timeout {} ms",
+            "resumption_demo --redis: two servers, {} client threads x {} connections, {}, \
+             {}, {mode}, Redis deadline {} ms{}",
             args.threads,
             1 + args.handshakes,
-            args.tls.name(),
-            args.redis_timeout_ms
+            match args.route {
+                Route::Alternate => "each connection to the other server than the last",
+                Route::Sticky => "each client on one server",
+            },
+            match args.tls {
+                Tls::V12 => "TLS 1.2",
+                Tls::V13 => "TLS 1.3",
+            },
+            args.redis_timeout_ms,
+            if args.pause_pid.is_some() {
+                ", Redis PAUSED (kill -STOP) during the shared run"
+            } else {
+                ""
+            }
         );
         let timeout = Duration::from_millis(args.redis_timeout_ms);
-        let redis = || {
-            RedisStore::new(
-                RedisConfig::new(url)
-                    .timeout(timeout)
-                    .connect_timeout(timeout.max(Duration::from_millis(50)))
-                    .key_prefix("resumption-demo:"),
-            )
-            .expect("Redis URL")
+        // Both servers share one key ring (a fleet gets it from its secret store).
+        // A fresh one per run, so a fresh namespace too: the previous run's
+        // values (sealed under its ring) would not open, and a server never
+        // overwrites ticket keys it cannot read.
+        let secret = KeyRing::generate_secret();
+        let ring = KeyRing::new(1, &secret);
+        let prefix = format!(
+            "resumption-demo:{}:",
+            secret[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let config = || {
+            RedisConfig::new(url)
+                .timeout(timeout)
+                .connect_timeout(timeout.max(Duration::from_millis(50)))
+                .key_prefix(&prefix)
+                .key_ring(ring.clone())
         };
+        let redis = || RedisStore::new(config()).expect("Redis URL");
         let (ra, rb) = (redis(), redis());
         let (a, b) = (
             RedisRustlsStore::new(args.capacity, ra.clone()),
             RedisRustlsStore::new(args.capacity, rb.clone()),
         );
-        let shared = run_pair(args, pki, "shared through Redis", [a.clone(), b.clone()]);
-        let shared = PairReport {
-            tier2: Some(sum(ra.stats(), rb.stats())),
-            ..shared
+        let ticketer = || -> Arc<dyn ProducesTickets> {
+            RedisTicketer::new(config(), TicketerOptions::default()).expect("Redis URL")
         };
-        let local = run_pair(
+        let shared_sides = match args.resumption {
+            Mode::Stateful => [a.clone(), b.clone()].map(|s| Side {
+                store: s,
+                ticketer: None,
+            }),
+            Mode::Tickets => [ticketer(), ticketer()].map(|t| Side {
+                store: Arc::new(NoServerSessionStorage {}),
+                ticketer: Some(t),
+            }),
+        };
+        let local_sides = || match args.resumption {
+            Mode::Stateful => [(); 2].map(|()| Side {
+                store: RustlsStore::new(args.capacity),
+                ticketer: None,
+            }),
+            Mode::Tickets => [(); 2].map(|()| Side {
+                store: Arc::new(NoServerSessionStorage {}),
+                ticketer: Some(rustls::crypto::ring::Ticketer::new().expect("rustls ticketer")),
+            }),
+        };
+        // Warm-up (lazy initialisation, first sockets and threads), not reported.
+        let warm_up = Args {
+            handshakes: 20.min(args.handshakes),
+            ..*args
+        };
+        run_pair(&warm_up, pki, "warm-up", local_sides(), None);
+
+        let shared = run_pair(
             args,
             pki,
-            "local caches only",
-            [
-                RustlsStore::new(args.capacity),
-                RustlsStore::new(args.capacity),
-            ],
+            "shared through Redis",
+            shared_sides,
+            args.pause_pid,
         );
+        let shared = PairReport {
+            tier2: (args.resumption == Mode::Stateful).then(|| sum(ra.stats(), rb.stats())),
+            ..shared
+        };
+        let local = run_pair(args, pki, "local only", local_sides(), None);
 
         println!();
         println!(
-            "{:<22} {:>9} {:>8} {:>11} {:>12} {:>11} {:>7} {:>7} {:>7} {:>8} {:>8}",
+            "{:<22} {:>8} {:>9} {:>8} {:>10} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7} {:>7} {:>7}",
             "two servers",
+            "conn/s",
             "attempts",
             "resumed",
             "resumption",
-            "resumed hs/s",
-            "resumed ms",
+            "res p50 us",
+            "res p99 us",
+            "all p50 us",
+            "all p99 us",
             "t2 hits",
             "t2 miss",
-            "t2 err",
             "t2 t/o",
-            "t2 skip"
+            "t2 skip",
+            "t2 drop"
         );
         for r in [&shared, &local] {
             let cell = |f: fn(&RedisStats) -> u64| {
                 r.tier2.as_ref().map_or("-".into(), |s| f(s).to_string())
             };
+            let pct = |p: Option<(u64, u64)>, hi: bool| {
+                p.map_or("-".into(), |(a, b)| (if hi { b } else { a }).to_string())
+            };
             println!(
-                "{:<22} {:>9} {:>8} {:>10.1}% {:>12.0} {:>11.2} {:>7} {:>7} {:>7} {:>8} {:>8}",
+                "{:<22} {:>8.0} {:>9} {:>8} {:>9.1}% {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7} {:>7} {:>7}",
                 r.label,
+                (args.threads as u64 + r.attempts) as f64 / r.elapsed.as_secs_f64().max(1e-9),
                 r.attempts,
                 r.resumed,
                 100.0 * r.resumed as f64 / (r.attempts.max(1)) as f64,
-                r.resumed as f64 / r.elapsed.as_secs_f64().max(1e-9),
-                r.resumed_latency.as_secs_f64() * 1e3,
+                pct(r.resumed_pct, false),
+                pct(r.resumed_pct, true),
+                pct(r.all_pct, false),
+                pct(r.all_pct, true),
                 cell(|s| s.hits),
                 cell(|s| s.misses),
-                cell(|s| s.errors),
                 cell(|s| s.timeouts),
                 cell(|s| s.skipped),
+                cell(|s| s.dropped),
             );
         }
         println!(
-            "\nattempts: connections after each thread's first, every one to the other server \
-             than the last; t2: the Redis tier's counters (both servers)."
+            "\nattempts: connections after each client's first; times: client-side, connect to \
+             pong; t2: the Redis tier's counters (both servers, stateful mode)."
         );
+        if args.route == Route::Alternate {
+            println!(
+                "cross-server resumption ({}, {}): {:.1}% ({} of {} connections that landed on the \
+                 other server resumed; local only: {:.1}%)",
+                match args.resumption {
+                    Mode::Stateful => "stateful",
+                    Mode::Tickets => "tickets",
+                },
+                match args.tls {
+                    Tls::V12 => "TLS 1.2",
+                    Tls::V13 => "TLS 1.3",
+                },
+                100.0 * shared.resumed as f64 / shared.attempts.max(1) as f64,
+                shared.resumed,
+                shared.attempts,
+                100.0 * local.resumed as f64 / local.attempts.max(1) as f64,
+            );
+        }
 
-        lookup_latency(&ra, &a);
+        if args.resumption == Mode::Stateful && args.pause_pid.is_none() {
+            lookup_latency(&ra, &a);
+        }
 
         if shared.errors + local.errors > 0 {
             eprintln!("error: {} connections failed", shared.errors + local.errors);
             return ExitCode::from(2);
         }
-        if args.handshakes > 0 && shared.resumed == 0 {
+        if args.handshakes > 0
+            && shared.resumed == 0
+            && args.pause_pid.is_none()
+            && args.route == Route::Alternate
+        {
             eprintln!("error: no handshake resumed across servers (is Redis up at {url}?)");
             return ExitCode::from(1);
         }
@@ -602,21 +759,34 @@ mod redis_mode {
             skipped: a.skipped + b.skipped,
             breaker_trips: a.breaker_trips + b.breaker_trips,
             connects: a.connects + b.connects,
+            queued: a.queued + b.queued,
+            dropped: a.dropped + b.dropped,
+            queue_depth: a.queue_depth + b.queue_depth,
+            batches: a.batches + b.batches,
         }
+    }
+
+    fn signal(pid: u32, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
     }
 
     fn run_pair(
         args: &Args,
         pki: &Pki,
         label: &'static str,
-        stores: [Arc<dyn StoresServerSessions>; 2],
+        sides: [Side; 2],
+        pause_pid: Option<u32>,
     ) -> PairReport {
         let version = args.tls.version();
         let mut addrs = Vec::new();
         let mut servers = Vec::new();
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(AtomicU64::new(0));
-        for store in stores {
+        for side in sides {
             let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key.clone()));
             let mut cfg = ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&[version])
@@ -624,7 +794,10 @@ mod redis_mode {
                 .with_no_client_auth()
                 .with_single_cert(vec![pki.cert.clone()], key)
                 .expect("server certificate");
-            cfg.session_storage = store;
+            cfg.session_storage = side.store;
+            if let Some(t) = side.ticketer {
+                cfg.ticketer = t;
+            }
             let cfg = Arc::new(cfg);
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
             addrs.push(listener.local_addr().expect("local address"));
@@ -635,7 +808,11 @@ mod redis_mode {
         roots.add(pki.cert.clone()).expect("root certificate");
         let roots = Arc::new(roots);
         let tally = Arc::new(Tally::default());
+        if let Some(pid) = pause_pid {
+            signal(pid, "-STOP");
+        }
         let t0 = Instant::now();
+        let route = args.route;
         let clients: Vec<_> = (0..args.threads)
             .map(|t| {
                 let mut cfg = ClientConfig::builder_with_provider(provider())
@@ -648,7 +825,11 @@ mod redis_mode {
                 let n = 1 + args.handshakes;
                 thread::spawn(move || {
                     for i in 0..n {
-                        client_connection(&cfg, addrs[(t + i) % 2], &tally);
+                        let server = match route {
+                            Route::Alternate => (t + i) % 2,
+                            Route::Sticky => t % 2,
+                        };
+                        client_connection(&cfg, addrs[server], &tally);
                     }
                 })
             })
@@ -657,6 +838,9 @@ mod redis_mode {
             c.join().expect("client thread");
         }
         let elapsed = t0.elapsed();
+        if let Some(pid) = pause_pid {
+            signal(pid, "-CONT");
+        }
         stop.store(true, Ordering::SeqCst);
         for addr in &addrs {
             let _ = TcpStream::connect(addr);
@@ -671,9 +855,8 @@ mod redis_mode {
             resumed,
             errors: tally.errors.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed),
             elapsed,
-            resumed_latency: Duration::from_nanos(
-                tally.resumed_ns.load(Ordering::Relaxed) / resumed.max(1),
-            ),
+            resumed_pct: tally.percentiles(true),
+            all_pct: tally.percentiles(false),
             tier2: None,
         }
     }
@@ -684,6 +867,7 @@ mod redis_mode {
         let secret = tls_session_cache::integrations::rustls::Secret::new(vec![0x5a; 100]);
         let s = Arc::new(Session::new(&[0xee; 32], b"", secret).expect("session"));
         redis.store(&s);
+        redis.flush(Duration::from_secs(5));
         store.local().cache().add(&s);
         let measure = |f: &dyn Fn() -> bool| {
             let mut v: Vec<Duration> = (0..N)

@@ -84,7 +84,7 @@
 //! | (none) | [`SessionCache`], [`Session`], [`SessionStore`] (with [`RemovalCause`]), clocks, modes, [`Stats`] |
 //! | `rustls` | `RustlsStore`: `rustls::server::StoresServerSessions` (rustls 0.23, ring) |
 //! | `openssl` | `install_openssl`: the cache as a rust-openssl `SslContext`'s session cache |
-//! | `redis` | `RedisStore` / `RedisRustlsStore`: Redis (or Redis Cluster) as a shared second tier |
+//! | `redis` | `RedisStore` / `RedisRustlsStore`: Redis (or Redis Cluster) as a shared second tier; `RedisTicketer`: ticket keys shared by a fleet |
 //! | `metrics` | `metrics::MetricsReporter`: the statistics through the `metrics` facade (`tls_session_cache_*`, label `cache`) |
 //!
 //! ## Safety and correctness
@@ -128,7 +128,9 @@ pub use error::Error;
 #[cfg(feature = "openssl")]
 pub use integrations::openssl::{install as install_openssl, NativeSession, OpensslCache};
 #[cfg(feature = "redis")]
-pub use integrations::redis::{RedisConfig, RedisRustlsStore, RedisStats, RedisStore};
+pub use integrations::redis::{
+    KeyRing, RedisConfig, RedisRustlsStore, RedisStats, RedisStore, RedisStoreError, RedisTicketer,
+};
 #[cfg(feature = "rustls")]
 pub use integrations::rustls::RustlsStore;
 pub use mode::CacheMode;

@@ -6,11 +6,12 @@ mod redis_support;
 
 use redis_support::tls::{client_config, connect, server_config, TLS12, TLS13};
 use redis_support::RedisCluster;
+use rustls::server::NoServerSessionStorage;
 use rustls::server::StoresServerSessions;
 use rustls::HandshakeKind;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use tls_session_cache::integrations::redis::Lookup;
+use tls_session_cache::integrations::redis::{Lookup, RedisTicketer, TicketerOptions};
 use tls_session_cache::{RedisConfig, RedisRustlsStore, RedisStore};
 
 fn store(cluster: &RedisCluster) -> Arc<RedisStore> {
@@ -39,6 +40,7 @@ fn sessions_are_shared_through_a_cluster() {
         for _ in 0..5 {
             let client = client_config(version);
             assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+            assert!(a.redis().flush(Duration::from_secs(10)));
             assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
         }
         let (ra, rb) = (a.redis().stats(), b.redis().stats());
@@ -64,6 +66,7 @@ fn sessions_are_shared_through_a_cluster() {
     for k in &keys {
         assert!(a.put(k.clone(), k.clone()));
     }
+    assert!(a.redis().flush(Duration::from_secs(10)));
     let counts = cluster.key_counts();
     assert!(
         counts.iter().zip(&before).all(|(n, b)| n > b),
@@ -91,4 +94,36 @@ fn sessions_are_shared_through_a_cluster() {
         assert!(wa ^ wb, "ticket {i}: {wa} {wb}");
     }
     assert_eq!(cluster.key_counts(), before);
+}
+
+/// Shared ticket keys through a cluster: a stateless ticket issued by A resumes
+/// on B.
+#[test]
+fn ticket_keys_are_shared_through_a_cluster() {
+    let cluster = RedisCluster::start();
+    let ticketer = || {
+        RedisTicketer::new(
+            RedisConfig::cluster(cluster.urls())
+                .timeout(Duration::from_millis(300))
+                .connect_timeout(Duration::from_millis(300))
+                .key_prefix("cluster-tickets:")
+                .encryption_key([6; 32]),
+            TicketerOptions::default(),
+        )
+        .unwrap()
+    };
+    let (ta, tb) = (ticketer(), ticketer());
+    assert_eq!(ta.current_generation(), Some(1));
+    assert_eq!(tb.current_generation(), Some(1));
+    for version in [TLS12, TLS13] {
+        let server = |t: &Arc<RedisTicketer>| {
+            let mut cfg = (*server_config(version, Arc::new(NoServerSessionStorage {}))).clone();
+            cfg.ticketer = t.clone();
+            Arc::new(cfg)
+        };
+        let (sa, sb) = (server(&ta), server(&tb));
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
+    }
 }

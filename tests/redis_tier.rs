@@ -10,21 +10,28 @@ use redis_support::tls::{
 use redis_support::RedisServer;
 use rustls::server::StoresServerSessions;
 use rustls::HandshakeKind;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 use tls_session_cache::integrations::redis::Lookup;
 use tls_session_cache::integrations::rustls::Secret;
 use tls_session_cache::{
-    Clock, ManualClock, RedisConfig, RedisRustlsStore, RedisStore, Session, SessionCache,
+    Clock, KeyRing, ManualClock, RedisConfig, RedisRustlsStore, RedisStore, Session, SessionCache,
     SystemClock,
 };
 
-/// Generous timeouts: the test machine is shared and busy.
+/// Generous timeouts: the test machine is shared and busy. Encrypted (a ring of
+/// one key) like every production store.
 fn config(url: &str) -> RedisConfig {
+    plain_config(url).encryption_key([0x11; 32])
+}
+
+/// The explicitly insecure plaintext mode.
+fn plain_config(url: &str) -> RedisConfig {
     RedisConfig::new(url)
         .timeout(Duration::from_millis(200))
         .connect_timeout(Duration::from_millis(200))
         .key_prefix("test:")
+        .insecure_plaintext()
 }
 
 fn store(cfg: RedisConfig) -> Arc<RedisStore> {
@@ -38,6 +45,14 @@ fn session(id: &[u8], payload: &[u8], timeout: u64) -> Arc<Session<Secret>> {
             .with_time(SystemClock.now())
             .with_timeout(Duration::from_secs(timeout)),
     )
+}
+
+/// Waits for the stores' queued writes to reach Redis (writes leave the
+/// handshake through a queue; a test that reads Redis right after waits for it).
+fn settle<S: std::ops::Deref<Target = RedisStore>>(stores: &[&S]) {
+    for st in stores {
+        assert!(st.flush(Duration::from_secs(10)), "queue did not drain");
+    }
 }
 
 fn raw_get(server: &RedisServer, key: &[u8]) -> Option<Vec<u8>> {
@@ -66,6 +81,7 @@ fn sessions_resume_across_two_servers_tls12_and_tls13() {
         );
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full, "{version:?}");
+        settle(&[a.redis()]);
         assert!(a.redis().stats().writes >= 1);
         assert!(b.local().cache().is_empty());
         // The client's next connection lands on B: resumed through Redis.
@@ -76,6 +92,7 @@ fn sessions_resume_across_two_servers_tls12_and_tls13() {
                 HandshakeKind::Resumed,
                 "{version:?} #{i}"
             );
+            settle(&[a.redis(), b.redis()]);
         }
         let (ra, rb) = (a.redis().stats(), b.redis().stats());
         assert_eq!(ra.errors + ra.timeouts + rb.errors + rb.timeouts, 0);
@@ -101,6 +118,7 @@ fn ttl_follows_the_remaining_lifetime() {
 
     let fresh = session(b"fresh", b"p", 100);
     assert!(st.store(&fresh));
+    settle(&[&st]);
     let t = ttl(&redis, &st.key(b"fresh"));
     assert!((98..=100).contains(&t), "ttl {t}");
 
@@ -112,6 +130,7 @@ fn ttl_follows_the_remaining_lifetime() {
             .with_timeout(Duration::from_secs(100)),
     );
     assert!(st.store(&old));
+    settle(&[&st]);
     let t = ttl(&redis, &st.key(b"old"));
     assert!((8..=10).contains(&t), "ttl {t}");
 
@@ -119,6 +138,7 @@ fn ttl_follows_the_remaining_lifetime() {
     let st60 = store(config(&redis.url()).session_timeout(Duration::from_secs(60)));
     let plain = Arc::new(Session::new(b"plain", b"", Secret::new(b"p".to_vec())).unwrap());
     assert!(st60.store(&plain));
+    settle(&[&st60]);
     let t = ttl(&redis, &st60.key(b"plain"));
     assert!((58..=60).contains(&t), "ttl {t}");
 
@@ -143,6 +163,7 @@ fn ttl_follows_the_remaining_lifetime() {
     // A one-second session is gone from Redis by itself.
     let short = session(b"short", b"p", 1);
     assert!(st.store(&short));
+    settle(&[&st]);
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(raw_get(&redis, &st.key(b"short")), None);
     assert!(matches!(st.fetch(b"short"), Lookup::Absent));
@@ -159,12 +180,13 @@ fn removal_on_a_is_seen_by_b() {
             .build();
         (cache, st)
     };
-    let (a, _) = mk();
+    let (a, a_redis) = mk();
     let (b, b_redis) = mk();
     let s1 = session(b"one", b"payload 1", 300);
     let s2 = session(b"two", b"payload 2", 300);
     a.update_cache(&s1);
     a.update_cache(&s2);
+    settle(&[&a_redis]);
     // B sees A's session (get callback: cb_hits, added locally).
     let got = b.get(b"one", b"").expect("B finds A's session");
     assert_eq!(got.payload().as_bytes(), b"payload 1");
@@ -172,6 +194,8 @@ fn removal_on_a_is_seen_by_b() {
     assert_eq!(b.len(), 1);
     // A removes the other: B never gets it.
     assert!(a.remove(&s2));
+    // The DEL is queued: flush makes it visible fleet-wide.
+    settle(&[&a_redis]);
     assert_eq!(raw_get(&redis, &b_redis.key(b"two")), None);
     assert!(b.get(b"two", b"").is_none());
     assert_eq!(b.stats().cb_hits, 1);
@@ -206,7 +230,10 @@ fn only_explicit_removals_delete_from_redis() {
                 .with_time(clock.now()),
         )
     };
-    let in_redis = |id: &[u8]| raw_get(&redis, &st.key(id)).is_some();
+    let in_redis = |id: &[u8]| {
+        settle(&[&st]);
+        raw_get(&redis, &st.key(id)).is_some()
+    };
     let (a, b, c, d) = (mk(b"a"), mk(b"b"), mk(b"c"), mk(b"d"));
     for s in [&a, &b, &c] {
         cache.update_cache(s); // c evicts a locally
@@ -249,6 +276,7 @@ fn a_raced_ticket_is_taken_exactly_once() {
         let issuer = if k[0] % 2 == 0 { &a } else { &b };
         assert!(issuer.put(k.clone(), k.clone()));
     }
+    settle(&[a.redis(), b.redis()]);
     let barrier = Barrier::new(4);
     let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
         let hs: Vec<_> = [&a, &b, &a, &b]
@@ -283,6 +311,7 @@ fn a_raced_ticket_is_taken_exactly_once() {
     let client = client_config(TLS13);
     for _ in 0..10 {
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         let (_c, hello) = client_hello(&client);
         let barrier = Barrier::new(2);
         let kinds: Vec<_> = std::thread::scope(|scope| {
@@ -324,6 +353,9 @@ fn redis_killed_mid_run_then_back() {
         let pair = || {
             let client = client_config(version);
             let first = connect(&client, &sa);
+            // Healthy: the ticket reaches Redis before the next connection (down:
+            // the bounded wait just passes).
+            a.redis().flush(Duration::from_millis(300));
             (first, connect(&client, &sb), client)
         };
         // Sharing works.
@@ -380,6 +412,7 @@ fn slowed_redis_keeps_every_lookup_within_the_timeout() {
     cache.update_cache(&local);
     let shared = session(b"shared", b"y", 300);
     assert!(st.store(&shared));
+    settle(&[&st]);
     // Warm the pool with a few connections.
     std::thread::scope(|scope| {
         for _ in 0..4 {
@@ -453,6 +486,7 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
     let w = store(config(&redis.url()).encryption_key(k1));
     let s = session(b"sealed", marker, 300);
     assert!(w.store(&s));
+    settle(&[&w]);
     let raw = raw_get(&redis, &w.key(b"sealed")).unwrap();
     assert!(
         !raw.windows(marker.len()).any(|x| x == marker),
@@ -468,14 +502,37 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
         Lookup::Found(got) => assert_eq!(got.payload().as_bytes(), marker),
         other => panic!("{other:?}"),
     }
+    // Another key: another MAC key, so another Redis key: a plain miss.
     let wrong = store(config(&redis.url()).encryption_key([0x43; 32]));
     assert!(matches!(wrong.fetch(b"sealed"), Lookup::Absent));
-    let none = store(config(&redis.url()));
+    let none = store(plain_config(&redis.url()));
+    assert!(matches!(none.fetch(b"sealed"), Lookup::Absent));
+    assert_eq!((wrong.stats().misses, none.stats().misses), (1, 1));
+    // The sealed value copied to where they look: it does not open (rejected).
+    let _: () = redis::cmd("SET")
+        .arg(wrong.key(b"sealed"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(none.key(b"sealed"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(matches!(wrong.fetch(b"sealed"), Lookup::Absent));
     assert!(matches!(none.fetch(b"sealed"), Lookup::Absent));
     assert_eq!((wrong.stats().rejected, none.stats().rejected), (1, 1));
-    // A plaintext value planted in Redis is refused by an encrypting reader.
+    // A plaintext value planted where an encrypting reader looks is refused.
     assert!(none.store(&session(b"planted", b"x", 300)));
+    settle(&[&none]);
+    let plain = raw_get(&redis, &none.key(b"planted")).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(same.key(b"planted"))
+        .arg(&plain)
+        .query(&mut redis.conn())
+        .unwrap();
     assert!(matches!(same.fetch(b"planted"), Lookup::Absent));
+    assert_eq!(same.stats().rejected, 1);
 
     // Real handshakes: same key shares, a wrong key gives full handshakes.
     for version in [TLS12, TLS13] {
@@ -489,10 +546,437 @@ fn encrypted_values_hold_no_plaintext_and_a_wrong_key_misses() {
         );
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         assert_eq!(connect(&client, &sc), HandshakeKind::Full, "{version:?}");
-        assert!(c.redis().stats().rejected >= 1);
+        let sc_stats = c.redis().stats();
+        assert!(sc_stats.misses >= 1 && sc_stats.hits == 0, "{sc_stats:?}");
         let client = client_config(version);
         assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
         assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
+    }
+}
+
+/// A paused Redis (`kill -STOP`) holds up no handshake-side write: `update_cache`
+/// queues (or drops, counted, once the bounded queue is full) and returns; lookups
+/// give up at their deadline; once Redis goes on, every queued write lands.
+#[test]
+fn a_paused_redis_holds_up_no_write_and_lookups_keep_their_deadline() {
+    let redis = RedisServer::start();
+    let deadline = Duration::from_millis(50);
+    let st = store(
+        config(&redis.url())
+            .timeout(deadline)
+            .connect_timeout(deadline)
+            .queue_capacity(8)
+            .writer_timeout(Duration::from_secs(60)),
+    );
+    let cache: SessionCache<Secret> = SessionCache::builder().store(Arc::clone(&st)).build();
+    // Warm: the writer and the lookup pool hold a connection each.
+    cache.update_cache(&session(b"warm", b"w", 300));
+    settle(&[&st]);
+    assert!(matches!(st.fetch(b"warm"), Lookup::Found(_)));
+
+    redis.pause();
+    let before = st.stats();
+    let n = 40u64;
+    let t0 = Instant::now();
+    for i in 0..n {
+        cache.update_cache(&session(format!("paused-{i}").as_bytes(), b"p", 300));
+    }
+    let writes_took = t0.elapsed();
+    let during = st.stats();
+    let queued = during.queued - before.queued;
+    let dropped = during.dropped - before.dropped;
+    assert_eq!(queued + dropped, n, "{during:?}");
+    assert!(queued >= 1 && dropped >= 1, "{during:?}");
+    assert!(during.queue_depth >= 1, "{during:?}");
+    // Sanity bound only: the writes did not wait for the paused server.
+    assert!(writes_took < Duration::from_secs(10), "{writes_took:?}");
+    // The local tier has them all.
+    assert_eq!(cache.len(), 41);
+
+    // Lookups: Unavailable, each within its deadline (times a generous factor
+    // for a busy machine), never waiting for the paused server.
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert!(matches!(st.fetch(b"warm"), Lookup::Unavailable));
+        assert!(t.elapsed() < deadline * 20, "{:?}", t.elapsed());
+    }
+    let s = st.stats();
+    assert!(s.timeouts >= 1, "{s:?}");
+
+    redis.resume();
+    assert!(st.flush(Duration::from_secs(30)), "queue did not drain");
+    let landed = (0..n)
+        .filter(|i| raw_get(&redis, &st.key(format!("paused-{i}").as_bytes())).is_some())
+        .count() as u64;
+    assert_eq!(
+        landed, queued,
+        "every queued write landed, no dropped one did"
+    );
+    let after = st.stats();
+    assert_eq!(after.queue_depth, 0);
+    assert_eq!(after.writes - before.writes, queued, "{after:?}");
+}
+
+/// A TLS 1.3 ticket taken while its `SET` is still queued never reached Redis: the
+/// write is taken out of the queue and the local tier decides (it resumes), and
+/// the ticket never lands in Redis afterwards (no second use elsewhere).
+#[test]
+fn a_ticket_taken_before_its_write_was_sent_never_reaches_redis() {
+    let redis = RedisServer::start();
+    let a = RedisRustlsStore::new(
+        100,
+        store(config(&redis.url()).writer_timeout(Duration::from_secs(60))),
+    );
+    // Warm the writer's connection.
+    assert!(a.put(b"warm".to_vec(), b"w".to_vec()));
+    settle(&[a.redis()]);
+    redis.pause();
+    // The first write goes in flight (the writer blocks on the paused server),
+    // the second stays queued.
+    assert!(a.put(b"first".to_vec(), b"1".to_vec()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.redis().stats().queue_depth != 1 || a.redis().stats().queued < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(a.put(b"second".to_vec(), b"2".to_vec()));
+    assert_eq!(a.take(b"second"), Some(b"2".to_vec()), "resumed locally");
+    assert_eq!(a.take(b"second"), None, "once");
+    redis.resume();
+    settle(&[a.redis()]);
+    assert!(raw_get(&redis, &a.redis().key(b"first")).is_some());
+    assert_eq!(raw_get(&redis, &a.redis().key(b"second")), None);
+}
+
+/// A host name is resolved when the store is built (and then by the writer in
+/// the background), never on a lookup or write.
+#[test]
+fn a_host_name_works_and_is_resolved_off_the_handshake() {
+    let redis = RedisServer::start();
+    let st = store(config(&format!("redis://localhost:{}/", redis.port)));
+    assert!(st.store(&session(b"named", b"n", 300)));
+    settle(&[&st]);
+    assert!(matches!(st.fetch(b"named"), Lookup::Found(_)));
+    // A name that does not resolve: the store builds, lookups are Unavailable
+    // (counted), nothing panics.
+    let bad = store(config("redis://no-such-host.invalid:6379/"));
+    assert!(matches!(bad.fetch(b"x"), Lookup::Unavailable));
+    assert_eq!(bad.stats().errors, 1);
+}
+
+/// Redis < 6.2 has no `GETDEL`: played by a server with the command renamed away.
+/// The store detects it (`COMMAND INFO GETDEL`, asked by the writer when it
+/// connects) and takes with `MULTI; GET; DEL; EXEC`: raced takes are still won
+/// exactly once and nothing trips the breaker.
+#[test]
+fn without_getdel_takes_fall_back_to_a_transaction() {
+    let redis = RedisServer::start_with(&["--rename-command", "GETDEL", ""]);
+    assert!(redis.cli(&["GETDEL", "x"]).contains("unknown command"));
+    let a = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let b = RedisRustlsStore::new(0, store(config(&redis.url())));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.redis().getdel_supported().is_none() {
+        assert!(Instant::now() < deadline, "never detected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.redis().getdel_supported(), Some(false));
+    let keys: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for k in &keys {
+        assert!(a.put(k.clone(), k.clone()));
+    }
+    settle(&[a.redis()]);
+    let barrier = Barrier::new(2);
+    let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        [&a, &b]
+            .map(|st| {
+                let (keys, barrier) = (&keys, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    keys.iter()
+                        .map(|k| st.take(k).is_some_and(|v| &v == k))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .to_vec()
+    });
+    for (i, (wa, wb)) in wins[0].iter().zip(&wins[1]).enumerate() {
+        assert!(wa ^ wb, "ticket {i}: {wa} {wb}");
+    }
+    assert_eq!(redis.cli(&["DBSIZE"]).trim(), "0");
+    // b learnt it from its first "unknown command" answer (or its writer).
+    assert_eq!(b.redis().getdel_supported(), Some(false));
+    for st in [a.redis(), b.redis()] {
+        let s = st.stats();
+        assert_eq!(s.errors + s.timeouts + s.skipped, 0, "{s:?}");
+        assert!(!st.breaker_open());
+    }
+    // A server that has it: detected as such.
+    let modern = RedisServer::start();
+    let m = store(config(&modern.url()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.getdel_supported().is_none() {
+        assert!(Instant::now() < deadline, "never detected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(m.getdel_supported(), Some(true));
+}
+
+/// Every key and value in Redis, raw.
+fn dump(server: &RedisServer) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut c = server.conn();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let v: Vec<u8> = redis::cmd("GET").arg(&k).query(&mut c).unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> Vec<u8> {
+    b.iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Records the ids rustls stores.
+#[derive(Debug)]
+struct Recorder {
+    inner: Arc<RedisRustlsStore>,
+    ids: Mutex<Vec<Vec<u8>>>,
+}
+
+impl StoresServerSessions for Recorder {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.ids.lock().unwrap().push(key.clone());
+        self.inner.put(key, value)
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.take(key)
+    }
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// Someone who reads Redis (keys and values) learns neither a session id (raw or
+/// in hex, upper or lower case) nor any payload or sid_ctx byte string; with real
+/// handshakes too (TLS 1.2 ids, TLS 1.3 tickets).
+#[test]
+fn redis_holds_no_session_id_and_no_plaintext() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).sid_ctx(b"CTX-MARKER"));
+    let ids: Vec<Vec<u8>> = (0..20u8).map(|i| vec![0xa0 + i; 32]).collect();
+    let marker = b"PAYLOAD-MARKER-0123456789";
+    for id in &ids {
+        let s = Arc::new(
+            Session::new(id, b"CTX-MARKER", Secret::new(marker.to_vec()))
+                .unwrap()
+                .with_time(SystemClock.now()),
+        );
+        assert!(st.store(&s));
+    }
+    settle(&[&st]);
+    let mut all = dump(&redis);
+    assert_eq!(all.len(), ids.len());
+    // Real handshakes add their own ids and tickets.
+    for version in [TLS12, TLS13] {
+        let a = RedisRustlsStore::new(100, store(config(&redis.url())));
+        let rec = Arc::new(Recorder {
+            inner: a.clone(),
+            ids: Mutex::new(Vec::new()),
+        });
+        let (sa, client) = (server_config(version, rec.clone()), client_config(version));
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[a.redis()]);
+        let local_ids = rec.ids.lock().unwrap().clone();
+        assert!(!local_ids.is_empty());
+        let now = dump(&redis);
+        for id in &local_ids {
+            for (k, v) in &now {
+                assert!(!contains(k, id) && !contains(v, id), "handshake id leaked");
+                assert!(!contains(k, &hex(id)) && !contains(v, &hex(id)));
+            }
+        }
+        all = now;
+    }
+    for (k, v) in &all {
+        for id in &ids {
+            let upper: Vec<u8> = hex(id).to_ascii_uppercase();
+            for needle in [&id[..], &hex(id)[..], &upper[..]] {
+                assert!(!contains(k, needle), "id in a key");
+                assert!(!contains(v, needle), "id in a value");
+            }
+        }
+        assert!(!contains(v, marker) && !contains(v, b"CTX-MARKER"));
+        assert!(k.starts_with(b"test:00:"), "{}", String::from_utf8_lossy(k));
+    }
+    // ...and yet the store finds each session.
+    for id in &ids {
+        assert!(matches!(st.fetch(id), Lookup::Found(_)));
+    }
+}
+
+/// Two services (namespaces) sharing Redis and even the key ring cannot resume
+/// each other's sessions: different keys, and a value copied across does not open
+/// (the namespace is in the AEAD's associated data). The same for two sid_ctx
+/// values in one namespace. Also through real handshakes.
+#[test]
+fn two_namespaces_with_one_key_cannot_resume_each_others_sessions() {
+    let redis = RedisServer::start();
+    let svc = |prefix: &str| store(config(&redis.url()).key_prefix(prefix));
+    let (a, b) = (svc("svc-a:"), svc("svc-b:"));
+    assert!(a.store(&session(b"shared-id", b"a's secret", 300)));
+    settle(&[&a]);
+    assert!(matches!(b.fetch(b"shared-id"), Lookup::Absent));
+    assert_eq!(b.stats().misses, 1);
+    // Copy A's value to where B looks: refused.
+    let raw = raw_get(&redis, &a.key(b"shared-id")).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(b.key(b"shared-id"))
+        .arg(&raw)
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(matches!(b.fetch(b"shared-id"), Lookup::Absent));
+    assert_eq!(b.stats().rejected, 1);
+    assert!(matches!(a.fetch(b"shared-id"), Lookup::Found(_)));
+
+    // One namespace, two sid_ctx: the value does not open for the other.
+    let ctx = |c: &[u8]| store(config(&redis.url()).key_prefix("svc-c:").sid_ctx(c));
+    let (c1, c2) = (ctx(b"one"), ctx(b"two"));
+    let s = Arc::new(
+        Session::new(b"ctx-id", b"one", Secret::new(b"x".to_vec()))
+            .unwrap()
+            .with_time(SystemClock.now()),
+    );
+    assert!(c1.store(&s));
+    assert!(!c2.store(&s), "another context's session is not written");
+    settle(&[&c1]);
+    assert!(matches!(c2.fetch(b"ctx-id"), Lookup::Absent));
+    assert_eq!(c2.stats().rejected, 1);
+    assert!(matches!(c1.fetch(b"ctx-id"), Lookup::Found(_)));
+
+    // Real handshakes: a client of service A never resumes on service B.
+    for version in [TLS12, TLS13] {
+        let ra = RedisRustlsStore::new(100, svc("hs-a:"));
+        let rb = RedisRustlsStore::new(100, svc("hs-b:"));
+        let ra2 = RedisRustlsStore::new(100, svc("hs-a:"));
+        let (sa, sb, sa2) = (
+            server_config(version, ra.clone()),
+            server_config(version, rb.clone()),
+            server_config(version, ra2.clone()),
+        );
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[ra.redis()]);
+        assert_eq!(connect(&client, &sb), HandshakeKind::Full, "{version:?}");
+        let client = client_config(version);
+        assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+        settle(&[ra.redis()]);
+        assert_eq!(
+            connect(&client, &sa2),
+            HandshakeKind::Resumed,
+            "{version:?}"
+        );
+    }
+}
+
+/// Key rotation without a miss storm: sessions written under key 1 still resume
+/// once key 2 is current (key 1 kept for reading), in both rollout orders; once
+/// key 1 is dropped from the ring they miss.
+#[test]
+fn rotation_keeps_old_sessions_and_dropping_the_old_key_misses_them() {
+    let redis = RedisServer::start();
+    let (k1, k2) = ([0x01; 32], [0x02; 32]);
+    let with = |ring: KeyRing| store(config(&redis.url()).key_ring(ring));
+    let old = with(KeyRing::new(1, &k1));
+    // Step 1 of the rollout: key 2 known (older) everywhere, key 1 still current.
+    let step1 = with(KeyRing::new(1, &k1).with_older(2, &k2).unwrap());
+    // Step 2: key 2 current, key 1 older.
+    let step2 = with(KeyRing::new(2, &k2).with_older(1, &k1).unwrap());
+    // Step 3: key 1 dropped.
+    let step3 = with(KeyRing::new(2, &k2));
+
+    assert!(old.store(&session(b"before", b"old session", 300)));
+    settle(&[&old]);
+    assert!(step2.store(&session(b"after", b"new session", 300)));
+    settle(&[&step2]);
+    assert!(raw_get(&redis, &old.key(b"before")).is_some());
+    assert!(String::from_utf8_lossy(&step2.key(b"after")).starts_with("test:02:"));
+
+    // Old sessions resume under the rotated ring; new ones on servers still at
+    // step 1 (mid-rollout, both directions work).
+    match step2.fetch(b"before") {
+        Lookup::Found(s) => assert_eq!(s.payload().as_bytes(), b"old session"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(step1.fetch(b"after"), Lookup::Found(_)));
+    assert!(matches!(step1.fetch(b"before"), Lookup::Found(_)));
+    assert_eq!(step2.stats().rejected + step1.stats().rejected, 0);
+    // A server not yet at step 1 cannot read key 2's sessions (why step 1 comes
+    // first).
+    assert!(matches!(old.fetch(b"after"), Lookup::Absent));
+    // Key 1 dropped: its sessions miss; key 2's still resume.
+    assert!(matches!(step3.fetch(b"before"), Lookup::Absent));
+    assert!(matches!(step3.fetch(b"after"), Lookup::Found(_)));
+    // A take under the rotated ring finds the old key's ticket, once.
+    assert!(old.store(&session(b"ticket", b"t", 300)));
+    settle(&[&old]);
+    assert!(matches!(step2.take(b"ticket"), Lookup::Found(_)));
+    assert!(matches!(step2.take(b"ticket"), Lookup::Absent));
+    // An explicit removal under the rotated ring deletes the old key's copy.
+    assert!(old.store(&session(b"removed", b"r", 300)));
+    settle(&[&old]);
+    assert!(step2.delete(b"removed"));
+    settle(&[&step2]);
+    assert!(matches!(old.fetch(b"removed"), Lookup::Absent));
+
+    // Real handshakes: a TLS 1.2 session made under key 1 resumes on a server
+    // with the rotated ring; not on one with key 1 dropped.
+    let a = RedisRustlsStore::new(100, with(KeyRing::new(1, &k1)));
+    let b = RedisRustlsStore::new(100, with(KeyRing::new(2, &k2).with_older(1, &k1).unwrap()));
+    let c = RedisRustlsStore::new(100, with(KeyRing::new(2, &k2)));
+    let (sa, sb, sc) = (
+        server_config(TLS12, a.clone()),
+        server_config(TLS12, b.clone()),
+        server_config(TLS12, c.clone()),
+    );
+    let client = client_config(TLS12);
+    assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+    settle(&[a.redis()]);
+    assert_eq!(connect(&client, &sc), HandshakeKind::Full);
+    let client = client_config(TLS12);
+    assert_eq!(connect(&client, &sa), HandshakeKind::Full);
+    settle(&[a.redis()]);
+    assert_eq!(connect(&client, &sb), HandshakeKind::Resumed);
+}
+
+/// Dropping the store waits (bounded by `drop_timeout`) for its queued writes:
+/// what a server wrote before shutting down reaches Redis.
+#[test]
+fn dropping_the_store_drains_its_queue() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).drop_timeout(Duration::from_secs(30)));
+    let keys: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| {
+            let id = i.to_be_bytes();
+            assert!(st.store(&session(&id, b"v", 300)));
+            st.key(&id)
+        })
+        .collect();
+    drop(st);
+    for k in &keys {
+        assert!(raw_get(&redis, k).is_some());
     }
 }

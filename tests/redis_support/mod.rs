@@ -59,6 +59,7 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     cluster: bool,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -67,7 +68,17 @@ impl RedisServer {
         Self::start_on(free_port(), false)
     }
 
+    /// A fresh server with extra command-line arguments (e.g.
+    /// `["--rename-command", "GETDEL", ""]` to play a Redis older than 6.2).
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::start_full(free_port(), false, args)
+    }
+
     fn start_on(port: u16, cluster: bool) -> Self {
+        Self::start_full(port, cluster, &[])
+    }
+
+    fn start_full(port: u16, cluster: bool, extra: &[&str]) -> Self {
         check_binaries();
         let dir = scratch_dir(&port.to_string());
         let mut s = RedisServer {
@@ -75,6 +86,7 @@ impl RedisServer {
             dir,
             child: None,
             cluster,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -86,6 +98,7 @@ impl RedisServer {
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--enable-debug-command", "local"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -146,6 +159,30 @@ impl RedisServer {
         while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Stops the process (`kill -STOP PID`): connections stay open, nothing is
+    /// answered, as with a server stuck in a long command or swapped out.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process go on (`kill -CONT PID`).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.pid());
     }
 
     /// Starts it again on the same port (empty: no persistence).

@@ -1,0 +1,379 @@
+//! The write queue: `SET`s and `DEL`s leave the handshake through a bounded queue
+//! that one background writer drains in pipelined batches on its own connection.
+//! A full queue drops the write (counted); nothing on a handshake waits on Redis
+//! for a write.
+
+use super::pool::{count_error, Conn};
+use super::stats::{bump, AtomicStats};
+use super::store::{Shared, GETDEL_NO, GETDEL_UNKNOWN, GETDEL_YES};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// One write.
+pub(super) enum Op {
+    /// `SET key value EX (expiry - now)`, the TTL computed when sent.
+    Set {
+        key: Vec<u8>,
+        value: Zeroizing<Vec<u8>>,
+        /// Unix seconds; the value is not sent once it has passed.
+        expiry: u64,
+    },
+    /// `DEL key` for each key (a session id's key under each ring key).
+    Del { keys: Vec<Vec<u8>> },
+}
+
+impl Op {
+    fn keys(&self) -> impl Iterator<Item = &Vec<u8>> {
+        let (one, many) = match self {
+            Op::Set { key, .. } => (Some(key), &[][..]),
+            Op::Del { keys } => (None, &keys[..]),
+        };
+        one.into_iter().chain(many)
+    }
+}
+
+struct State {
+    ops: VecDeque<Op>,
+    /// The keys of the batch being sent.
+    in_flight: Vec<Vec<u8>>,
+    shutdown: bool,
+}
+
+/// Where a `SET` for a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Withdrawn {
+    /// It was still queued: taken out, Redis never saw it.
+    Queued,
+    /// It is being sent now: Redis may or may not have it yet.
+    InFlight,
+    /// Not queued (sent, dropped, or never written).
+    No,
+}
+
+/// The bounded queue between the handshakes and the writer.
+pub(super) struct Queue {
+    state: Mutex<State>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Flushers wait here for the queue to drain.
+    idle: Condvar,
+    capacity: usize,
+}
+
+impl Queue {
+    pub(super) fn new(capacity: usize) -> Self {
+        Queue {
+            state: Mutex::new(State {
+                ops: VecDeque::new(),
+                in_flight: Vec::new(),
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn gauge(st: &State, stats: &AtomicStats) {
+        let depth = st.ops.len() + st.in_flight.len();
+        stats
+            .queue_depth
+            .store(u64::try_from(depth).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Queues `op`; `false` (and counted in `dropped`) if the queue is full.
+    /// Never blocks beyond the queue's mutex.
+    pub(super) fn push(&self, op: Op, stats: &AtomicStats) -> bool {
+        let mut st = self.lock();
+        if st.ops.len() >= self.capacity || st.shutdown {
+            drop(st);
+            bump(&stats.dropped);
+            return false;
+        }
+        st.ops.push_back(op);
+        Self::gauge(&st, stats);
+        drop(st);
+        bump(&stats.queued);
+        self.work.notify_one();
+        true
+    }
+
+    /// Takes a queued `SET` of `key` out of the queue (a single-use ticket that
+    /// is taken before it was shared never reaches Redis), or says whether one
+    /// is being sent.
+    pub(super) fn withdraw_set(&self, key: &[u8], stats: &AtomicStats) -> Withdrawn {
+        let mut st = self.lock();
+        if let Some(i) = st
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::Set { key: k, .. } if k == key))
+        {
+            st.ops.remove(i);
+            Self::gauge(&st, stats);
+            if st.ops.is_empty() && st.in_flight.is_empty() {
+                self.idle.notify_all();
+            }
+            return Withdrawn::Queued;
+        }
+        if st.in_flight.iter().any(|k| k == key) {
+            Withdrawn::InFlight
+        } else {
+            Withdrawn::No
+        }
+    }
+
+    /// Waits until every queued write was sent (acknowledged or given up at
+    /// shutdown), at most `timeout`. Returns whether the queue drained.
+    pub(super) fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while !(st.ops.is_empty() && st.in_flight.is_empty()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .idle
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Tells the writer to stop (after its current batch; queued writes left
+    /// then are lost).
+    pub(super) fn shutdown(&self) {
+        self.lock().shutdown = true;
+        self.work.notify_all();
+    }
+
+    fn is_shutdown(&self) -> bool {
+        self.lock().shutdown
+    }
+
+    /// Sleeps `d` unless shut down first; returns whether shut down.
+    fn sleep(&self, d: Duration) -> bool {
+        let st = self.lock();
+        if st.shutdown {
+            return true;
+        }
+        let (st, _) = self
+            .work
+            .wait_timeout_while(st, d, |st| !st.shutdown)
+            .unwrap_or_else(|e| e.into_inner());
+        st.shutdown
+    }
+}
+
+/// The writer thread's body: [`run_writer`], started again if it panics (a bug;
+/// counted in `errors`), so the queue never stops draining.
+pub(super) fn run_writer_catching(shared: Arc<Shared>) {
+    loop {
+        let s = Arc::clone(&shared);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_writer(s))).is_ok() {
+            return;
+        }
+        bump(&shared.stats.errors);
+        let mut st = shared.queue.lock();
+        st.in_flight.clear();
+        Queue::gauge(&st, &shared.stats);
+        if st.ops.is_empty() {
+            shared.queue.idle.notify_all();
+        }
+        if st.shutdown {
+            return;
+        }
+    }
+}
+
+/// Asks the server whether it has `GETDEL` (Redis >= 6.2).
+fn detect_getdel(shared: &Shared, conn: &mut Conn) {
+    if shared.getdel.load(Ordering::Relaxed) != GETDEL_UNKNOWN {
+        return;
+    }
+    let info: redis::RedisResult<Vec<redis::Value>> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("GETDEL")
+        .query(conn.as_dyn());
+    if let Ok(v) = info {
+        let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
+        shared.getdel.store(
+            if known { GETDEL_YES } else { GETDEL_NO },
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The writer thread: drains the queue in batches until shut down; re-resolves
+/// the host names every `resolve_interval`; detects `GETDEL` when it connects.
+fn run_writer(shared: Arc<Shared>) {
+    let cfg = &shared.config;
+    let queue = &shared.queue;
+    let stats = &shared.stats;
+    let mut conn: Option<Conn> = None;
+    let resolve_every = |resolved: bool| {
+        if resolved {
+            cfg.resolve_interval
+        } else {
+            cfg.resolve_interval.min(Duration::from_secs(1))
+        }
+    };
+    let mut next_resolve = Instant::now() + resolve_every(shared.link.resolved());
+    let detect = |conn: &mut Option<Conn>| {
+        if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
+            if let Ok(c) = shared.link.connect(stats, cfg.writer_timeout) {
+                if c.set_timeouts(cfg.writer_timeout).is_ok() {
+                    *conn = Some(c);
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            detect_getdel(&shared, c);
+        }
+    };
+    detect(&mut conn);
+    loop {
+        if Instant::now() >= next_resolve {
+            if let Ok(true) = shared.link.resolve() {
+                conn = None;
+            }
+            next_resolve = Instant::now() + resolve_every(shared.link.resolved());
+            detect(&mut conn);
+        }
+        let batch: Vec<Op> = {
+            let mut st = queue.lock();
+            loop {
+                if !st.ops.is_empty() {
+                    break;
+                }
+                if st.shutdown {
+                    return;
+                }
+                let left = next_resolve.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = queue
+                    .work
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let n = st.ops.len().min(cfg.batch_size);
+            let batch: Vec<Op> = st.ops.drain(..n).collect();
+            st.in_flight = batch.iter().flat_map(Op::keys).cloned().collect();
+            batch
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match send(&shared, &mut conn, &batch) {
+                Ok((sets, dels)) => {
+                    bump(&stats.batches);
+                    stats.writes.fetch_add(sets, Ordering::Relaxed);
+                    stats.deletes.fetch_add(dels, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    count_error(stats, &e);
+                    // Its state is unknown: a new connection for the retry.
+                    conn = None;
+                    if queue.sleep(backoff) {
+                        break; // shut down: the batch is given up
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        let mut st = queue.lock();
+        st.in_flight.clear();
+        Queue::gauge(&st, stats);
+        if st.ops.is_empty() {
+            queue.idle.notify_all();
+        }
+        if st.shutdown && st.ops.is_empty() {
+            return;
+        }
+        drop(st);
+        if queue.is_shutdown() && conn.is_none() {
+            // Shut down while failing: what is left is given up.
+            let mut st = queue.lock();
+            st.ops.clear();
+            Queue::gauge(&st, stats);
+            queue.idle.notify_all();
+            return;
+        }
+    }
+}
+
+/// Sends one batch as a pipeline; returns the `SET`s and `DEL`s it held.
+fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisResult<(u64, u64)> {
+    let cfg = &shared.config;
+    if conn.is_none() {
+        let mut c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+        c.set_timeouts(cfg.writer_timeout)?;
+        detect_getdel(shared, &mut c);
+        *conn = Some(c);
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(super::pool::timed_out());
+    };
+    c.set_timeouts(cfg.writer_timeout)?;
+    let now = cfg.clock.now();
+    let mut cmds = Vec::with_capacity(batch.len());
+    let (mut sets, mut dels) = (0, 0);
+    for op in batch {
+        match op {
+            Op::Set { key, value, expiry } => {
+                if now > *expiry {
+                    continue; // expired while queued
+                }
+                // Valid through second `expiry` inclusive; Redis caps EX values.
+                let ttl = (expiry - now).clamp(1, 1 << 40);
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value.as_slice()).arg("EX").arg(ttl);
+                cmds.push(cmd);
+                sets += 1;
+            }
+            Op::Del { keys } => {
+                // One command per key: on a cluster they live in different slots.
+                for key in keys {
+                    let mut cmd = redis::cmd("DEL");
+                    cmd.arg(key);
+                    cmds.push(cmd);
+                }
+                dels += 1;
+            }
+        }
+    }
+    if cmds.is_empty() {
+        return Ok((0, 0));
+    }
+    match c {
+        Conn::Single(c) => {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd).ignore();
+            }
+            pipe.query::<()>(c)?;
+        }
+        Conn::Cluster(c) => {
+            let mut pipe = redis::cluster::cluster_pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd).ignore();
+            }
+            pipe.query::<()>(c)?;
+        }
+    }
+    Ok((sets, dels))
+}
