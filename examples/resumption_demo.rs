@@ -748,22 +748,7 @@ mod redis_mode {
     }
 
     fn sum(a: RedisStats, b: RedisStats) -> RedisStats {
-        RedisStats {
-            hits: a.hits + b.hits,
-            misses: a.misses + b.misses,
-            rejected: a.rejected + b.rejected,
-            writes: a.writes + b.writes,
-            deletes: a.deletes + b.deletes,
-            errors: a.errors + b.errors,
-            timeouts: a.timeouts + b.timeouts,
-            skipped: a.skipped + b.skipped,
-            breaker_trips: a.breaker_trips + b.breaker_trips,
-            connects: a.connects + b.connects,
-            queued: a.queued + b.queued,
-            dropped: a.dropped + b.dropped,
-            queue_depth: a.queue_depth + b.queue_depth,
-            batches: a.batches + b.batches,
-        }
+        a.plus(&b)
     }
 
     fn signal(pid: u32, sig: &str) {

@@ -30,11 +30,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! # Extension point
+//! # The Redis tier, and other sources
 //!
-//! Sources other than a [`Stats`] snapshot (the Redis tier's counters, a queue
-//! depth, a latency sum) plug in with [`MetricsReporter::register_fn`]: a closure
-//! returning [`Sample`]s, read at each report like the built-in ones.
+//! With the `redis` feature, [`MetricsReporter::register_redis`] publishes a
+//! `RedisStore`'s [`RedisStats`](crate::RedisStats) ([`redis_samples`]: hits,
+//! misses, rejected, errors, timeouts, skipped, breaker trips, the write queue's
+//! depth, queued, dropped and written, and the lookup latency as a Prometheus-style
+//! histogram `tls_session_cache_redis_lookup_microseconds_{bucket,sum,count}`).
+//! Sources other than a [`Stats`] snapshot plug in with
+//! [`MetricsReporter::register_fn`]: a closure returning [`Sample`]s, read at each
+//! report like the built-in ones.
 
 use crate::{SessionCache, Stats};
 use ::metrics::{Label, SharedString};
@@ -299,6 +304,34 @@ impl MetricsReporter {
         Ok(())
     }
 
+    /// Registers a Redis tier's statistics under `name` (its `cache` label: use a
+    /// name of its own, e.g. `"https-redis"`, next to the local cache's), held
+    /// weakly like [`register`](Self::register). See [`redis_samples`] for the
+    /// metrics.
+    ///
+    /// ```no_run
+    /// use tls_session_cache::{metrics::MetricsReporter, KeyRing, RedisConfig, RedisStore};
+    /// let ring = KeyRing::new(1, &KeyRing::generate_secret());
+    /// let redis = RedisStore::new(RedisConfig::new("redis://127.0.0.1:6379/").key_ring(ring))?;
+    /// let reporter = MetricsReporter::new();
+    /// reporter.register_redis("https-redis", &redis)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn register_redis<P, C>(
+        &self,
+        name: impl Into<String>,
+        store: &Arc<crate::RedisStore<P, C>>,
+    ) -> Result<(), RegisterError>
+    where
+        P: 'static,
+        C: crate::integrations::redis::Codec<P> + 'static,
+        crate::RedisStore<P, C>: Send + Sync,
+    {
+        let weak = Arc::downgrade(store);
+        self.register_fn(name, move || Some(redis_samples(&weak.upgrade()?.stats())))
+    }
+
     /// Removes the source registered under `name`; returns whether there was one.
     pub fn unregister(&self, name: &str) -> bool {
         let mut entries = lock(&self.shared.entries);
@@ -433,6 +466,54 @@ fn publish_stats(cache: &Label, s: &Stats) {
     ::metrics::gauge!(CAPACITY, l()).set(s.capacity as f64);
 }
 
+/// A Redis tier's statistics as [`Sample`]s, all prefixed `redis_`: the counters
+/// `redis_{hits,misses,rejected,writes,deletes,errors,timeouts,skipped,
+/// breaker_trips,connects,queued,dropped,batches}_total`, the gauge
+/// `redis_queue_depth`, and the lookup latency as the counters
+/// `redis_lookup_microseconds_bucket{le=..}` (cumulative, as Prometheus
+/// histograms, bounds [`LOOKUP_BUCKETS_US`](crate::integrations::redis::LOOKUP_BUCKETS_US)
+/// and `+Inf`), `redis_lookup_microseconds_sum` and `_count`.
+#[cfg(feature = "redis")]
+pub fn redis_samples(s: &crate::RedisStats) -> Vec<Sample> {
+    use crate::integrations::redis::LOOKUP_BUCKETS_US;
+    let mut out = vec![
+        Sample::counter("redis_hits_total", s.hits),
+        Sample::counter("redis_misses_total", s.misses),
+        Sample::counter("redis_rejected_total", s.rejected),
+        Sample::counter("redis_writes_total", s.writes),
+        Sample::counter("redis_deletes_total", s.deletes),
+        Sample::counter("redis_errors_total", s.errors),
+        Sample::counter("redis_timeouts_total", s.timeouts),
+        Sample::counter("redis_skipped_total", s.skipped),
+        Sample::counter("redis_breaker_trips_total", s.breaker_trips),
+        Sample::counter("redis_connects_total", s.connects),
+        Sample::counter("redis_queued_total", s.queued),
+        Sample::counter("redis_dropped_total", s.dropped),
+        Sample::counter("redis_batches_total", s.batches),
+        // u64 -> f64 is exact far beyond any queue's size.
+        Sample::gauge("redis_queue_depth", s.queue_depth as f64),
+    ];
+    let mut cumulative = 0;
+    for (i, n) in s.lookup_us_buckets.iter().enumerate() {
+        cumulative += n;
+        let le = LOOKUP_BUCKETS_US
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), u64::to_string);
+        out.push(
+            Sample::counter("redis_lookup_microseconds_bucket", cumulative).with_label("le", le),
+        );
+    }
+    out.push(Sample::counter(
+        "redis_lookup_microseconds_sum",
+        s.lookup_us_sum,
+    ));
+    out.push(Sample::counter(
+        "redis_lookup_microseconds_count",
+        s.lookups(),
+    ));
+    out
+}
+
 fn publish_samples(cache: &Label, samples: Vec<Sample>) {
     for s in samples {
         let name = format!("{PREFIX}{}", s.name);
@@ -507,6 +588,93 @@ impl fmt::Debug for MetricsReporter {
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
+
+    /// A Redis tier that cannot connect (nothing listens on the port): its
+    /// lookups fail, and the errors and the lookups' latency reach the metrics.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_redis_tier_publishes_its_counters_and_lookup_latency() {
+        use crate::integrations::redis::Lookup;
+        use crate::{RedisConfig, RedisStore};
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let store = RedisStore::new(
+            RedisConfig::new(format!("redis://127.0.0.1:{port}/")).insecure_plaintext(),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            assert!(matches!(store.fetch(b"id"), Lookup::Unavailable));
+        }
+        let st = store.stats();
+        assert_eq!(st.lookups(), 3);
+        let reporter = MetricsReporter::new();
+        reporter.register_redis("edge-redis", &store).unwrap();
+        let rec = DebuggingRecorder::new();
+        report_into(&rec, &reporter);
+        // One snapshot (taking one resets the debugging recorder's counters).
+        let all: Vec<(String, Vec<(String, String)>, DebugValue)> = rec
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, v)| {
+                let mut labels: Vec<(String, String)> = ck
+                    .key()
+                    .labels()
+                    .map(|l| (l.key().to_string(), l.value().to_string()))
+                    .collect();
+                labels.sort();
+                (ck.key().name().to_string(), labels, v)
+            })
+            .collect();
+        let get = |name: &str, extra: &[(&str, &str)]| {
+            let mut want: Vec<(String, String)> = extra
+                .iter()
+                .chain(&[("cache", "edge-redis")])
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            want.sort();
+            match all.iter().find(|(n, l, _)| n == name && *l == want) {
+                Some((_, _, DebugValue::Counter(v))) => *v,
+                other => panic!("{name} {extra:?}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            get("tls_session_cache_redis_lookup_microseconds_count", &[]),
+            3
+        );
+        assert_eq!(
+            get(
+                "tls_session_cache_redis_lookup_microseconds_bucket",
+                &[("le", "+Inf")]
+            ),
+            3
+        );
+        assert_eq!(
+            get("tls_session_cache_redis_lookup_microseconds_sum", &[]),
+            st.lookup_us_sum
+        );
+        let failed = get("tls_session_cache_redis_errors_total", &[])
+            + get("tls_session_cache_redis_timeouts_total", &[])
+            + get("tls_session_cache_redis_skipped_total", &[]);
+        assert_eq!(failed, st.errors + st.timeouts + st.skipped);
+        assert!(failed >= 3, "each lookup failed or was skipped: {st:?}");
+        // Cumulative buckets never decrease.
+        let mut last = 0;
+        for le in crate::integrations::redis::LOOKUP_BUCKETS_US {
+            let v = get(
+                "tls_session_cache_redis_lookup_microseconds_bucket",
+                &[("le", &le.to_string())],
+            );
+            assert!(v >= last);
+            last = v;
+        }
+        // Dropping the store unregisters it.
+        drop(store);
+        report_into(&rec, &reporter);
+        assert!(reporter.names().is_empty());
+    }
     use crate::{ManualClock, Session};
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
     use metrics_util::MetricKind;

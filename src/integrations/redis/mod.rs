@@ -86,7 +86,7 @@ pub use record::DerCodec;
 pub use record::{decode_session, Expect};
 pub use record::{BytesCodec, Codec, SecretCodec};
 pub use rustls_store::RedisRustlsStore;
-pub use stats::RedisStats;
+pub use stats::{RedisStats, LOOKUP_BUCKETS_US};
 pub use store::{RedisStore, RedisStoreError};
 pub use ticketer::{RedisTicketer, TicketerOptions, TicketerStats};
 

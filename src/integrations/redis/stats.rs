@@ -1,6 +1,12 @@
 //! [`RedisStats`]: the second tier's counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds, in microseconds, of the lookup-latency buckets of
+/// [`RedisStats::lookup_us_buckets`]; its last element counts the lookups slower
+/// than the last bound.
+pub const LOOKUP_BUCKETS_US: [u64; 8] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000];
 
 /// The second tier's counters (a snapshot; exact once quiescent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -35,6 +41,48 @@ pub struct RedisStats {
     pub queue_depth: u64,
     /// Pipelines the background writer sent successfully.
     pub batches: u64,
+    /// Lookups (`fetch`, `take`, also those the open breaker skipped) by how long
+    /// the caller waited: element `i` counts those that took more than
+    /// `LOOKUP_BUCKETS_US[i - 1]` and at most [`LOOKUP_BUCKETS_US`]`[i]`
+    /// microseconds; the last element those slower than 25 ms. Not cumulative.
+    pub lookup_us_buckets: [u64; 9],
+    /// The sum of those lookups' durations, in microseconds.
+    pub lookup_us_sum: u64,
+}
+
+impl RedisStats {
+    /// The number of timed lookups (the sum of
+    /// [`lookup_us_buckets`](Self::lookup_us_buckets)).
+    pub fn lookups(&self) -> u64 {
+        self.lookup_us_buckets.iter().sum()
+    }
+
+    /// Both snapshots' counters added (e.g. a fleet's servers in one table).
+    #[must_use]
+    pub fn plus(&self, o: &RedisStats) -> RedisStats {
+        let mut buckets = self.lookup_us_buckets;
+        for (b, x) in buckets.iter_mut().zip(o.lookup_us_buckets) {
+            *b += x;
+        }
+        RedisStats {
+            hits: self.hits + o.hits,
+            misses: self.misses + o.misses,
+            rejected: self.rejected + o.rejected,
+            writes: self.writes + o.writes,
+            deletes: self.deletes + o.deletes,
+            errors: self.errors + o.errors,
+            timeouts: self.timeouts + o.timeouts,
+            skipped: self.skipped + o.skipped,
+            breaker_trips: self.breaker_trips + o.breaker_trips,
+            connects: self.connects + o.connects,
+            queued: self.queued + o.queued,
+            dropped: self.dropped + o.dropped,
+            queue_depth: self.queue_depth + o.queue_depth,
+            batches: self.batches + o.batches,
+            lookup_us_buckets: buckets,
+            lookup_us_sum: self.lookup_us_sum + o.lookup_us_sum,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -53,6 +101,8 @@ pub(super) struct AtomicStats {
     pub(super) dropped: AtomicU64,
     pub(super) queue_depth: AtomicU64,
     pub(super) batches: AtomicU64,
+    pub(super) lookup_us_buckets: [AtomicU64; 9],
+    pub(super) lookup_us_sum: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -60,6 +110,14 @@ pub(super) fn bump(c: &AtomicU64) {
 }
 
 impl AtomicStats {
+    /// Counts one lookup that kept its caller waiting `d`.
+    pub(super) fn record_lookup(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LOOKUP_BUCKETS_US.partition_point(|&b| b < us);
+        bump(&self.lookup_us_buckets[i]);
+        self.lookup_us_sum.fetch_add(us, Ordering::Relaxed);
+    }
+
     pub(super) fn snapshot(&self) -> RedisStats {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RedisStats {
@@ -77,6 +135,33 @@ impl AtomicStats {
             dropped: r(&self.dropped),
             queue_depth: r(&self.queue_depth),
             batches: r(&self.batches),
+            lookup_us_buckets: std::array::from_fn(|i| r(&self.lookup_us_buckets[i])),
+            lookup_us_sum: r(&self.lookup_us_sum),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_land_in_their_bucket() {
+        let s = AtomicStats::default();
+        for us in [0, 100, 101, 999, 1_000, 4_000, 25_000, 25_001, 1_000_000] {
+            s.record_lookup(Duration::from_micros(us));
+        }
+        let snap = s.snapshot();
+        // <=100: 0, 100 | <=250: 101 | <=1000: 999, 1000 | <=5000: 4000 |
+        // <=25000: 25000 | slower: 25001, 1 s
+        assert_eq!(snap.lookup_us_buckets, [2, 1, 0, 2, 0, 1, 0, 1, 2]);
+        assert_eq!(snap.lookups(), 9);
+        assert_eq!(
+            snap.lookup_us_sum,
+            100 + 101 + 999 + 1_000 + 4_000 + 25_000 + 25_001 + 1_000_000
+        );
+        let twice = snap.plus(&snap);
+        assert_eq!(twice.lookups(), 18);
+        assert_eq!(twice.lookup_us_sum, 2 * snap.lookup_us_sum);
     }
 }

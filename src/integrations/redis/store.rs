@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Redis as a [`SessionStore`]: the shared second tier behind a
@@ -232,6 +232,7 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         // rotation, sessions written under the old key are still found.
         let keys = self.keys(id);
         let s = &self.shared;
+        let _timed = Timed(&s.stats, Instant::now());
         match s.link.call(&s.stats, s.config.timeout, |c| {
             for key in &keys {
                 let v = if take {
@@ -490,5 +491,14 @@ mod tests {
         assert_eq!(st.skipped, 3);
         assert_eq!(st.breaker_trips, 1);
         assert!(store.breaker_open());
+    }
+}
+
+/// Records a lookup's duration when dropped (also if the lookup unwinds).
+struct Timed<'a>(&'a AtomicStats, Instant);
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.0.record_lookup(self.1.elapsed());
     }
 }
