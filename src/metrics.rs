@@ -613,7 +613,8 @@ mod tests {
         let rec = DebuggingRecorder::new();
         report_into(&rec, &reporter);
         // One snapshot (taking one resets the debugging recorder's counters).
-        let all: Vec<(String, Vec<(String, String)>, DebugValue)> = rec
+        type Row = (String, Vec<(String, String)>, DebugValue);
+        let all: Vec<Row> = rec
             .snapshotter()
             .snapshot()
             .into_vec()
