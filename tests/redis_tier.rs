@@ -620,6 +620,57 @@ fn a_paused_redis_holds_up_no_write_and_lookups_keep_their_deadline() {
     assert_eq!(after.writes - before.writes, queued, "{after:?}");
 }
 
+/// Once the breaker is open, no handshake's lookup pays for probing the stalled
+/// server: every lookup is skipped, also after each back-off has passed (before,
+/// the first lookup after a back-off was the probe and waited its whole
+/// deadline). The background writer probes; once Redis answers again the breaker
+/// closes with no lookup's help.
+#[test]
+fn an_open_breaker_skips_every_lookup_and_probes_in_the_background() {
+    let redis = RedisServer::start();
+    let deadline = Duration::from_millis(50);
+    let backoff = Duration::from_millis(100);
+    let st = store(
+        config(&redis.url())
+            .timeout(deadline)
+            .connect_timeout(deadline)
+            .breaker(1, backoff, backoff),
+    );
+    let kept = session(b"kept", b"k", 300);
+    assert!(st.store(&kept));
+    settle(&[&st]);
+    assert!(matches!(st.fetch(b"kept"), Lookup::Found(_)));
+
+    redis.pause();
+    // The first lookup waits its deadline and opens the breaker.
+    assert!(matches!(st.fetch(b"kept"), Lookup::Unavailable));
+    assert!(st.breaker_open());
+    let before = st.stats();
+    // Lookups for 8 back-off periods: all skipped, none admitted as a probe.
+    let n = 40u64;
+    for _ in 0..n {
+        assert!(matches!(st.fetch(b"kept"), Lookup::Unavailable));
+        std::thread::sleep(backoff / 5);
+    }
+    let during = st.stats();
+    assert_eq!(during.skipped - before.skipped, n, "{during:?}");
+    assert_eq!(during.lookups() - before.lookups(), n);
+
+    redis.resume();
+    // No lookup is made: the writer's probe closes the breaker.
+    let limit = Instant::now() + Duration::from_secs(20);
+    while st.breaker_open() {
+        assert!(
+            Instant::now() < limit,
+            "the breaker never closed: {:?}",
+            st.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(st.stats().lookups(), during.lookups());
+    assert!(matches!(st.fetch(b"kept"), Lookup::Found(_)));
+}
+
 /// A TLS 1.3 ticket taken while its `SET` is still queued never reached Redis: the
 /// write is taken out of the queue and the local tier decides (it resumes), and
 /// the ticket never lands in Redis afterwards (no second use elsewhere).

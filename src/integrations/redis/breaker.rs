@@ -3,8 +3,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Closed while `failures < threshold`; then open until `open_until`; then
-/// half-open: one probe call at a time (`probing`) decides.
+/// Closed while `failures < threshold`; then open: lookups are skipped (a
+/// handshake never pays for probing a failing server). Once `open_until` has
+/// passed, one background probe at a time (`probing`, the writer thread's
+/// `PING`) decides: success closes it, failure reopens it with a doubled
+/// back-off. Any call that succeeds meanwhile (the writer's batches) closes it
+/// too.
 pub(super) struct Breaker {
     epoch: Instant,
     threshold: u32,
@@ -36,29 +40,54 @@ impl Breaker {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Whether a call may go to Redis now: a [`Permit`] to report its outcome
-    /// with (the probe's, when half-open).
+    /// Whether a lookup may go to Redis now (the breaker is closed): a
+    /// [`Permit`] to report its outcome with. An open breaker admits no lookup,
+    /// even once its back-off has passed: probing is [`admit_probe`]'s.
+    ///
+    /// [`admit_probe`]: Self::admit_probe
     pub(super) fn admit(&self) -> Option<Permit<'_>> {
-        let probe = self.admit_raw()?;
+        if self.failures.load(Ordering::Acquire) >= self.threshold {
+            return None;
+        }
         Some(Permit {
             breaker: self,
-            probe,
+            probe: false,
             settled: false,
         })
     }
 
-    /// `Some(true)` if the call is the probe.
-    fn admit_raw(&self) -> Option<bool> {
-        if self.failures.load(Ordering::Acquire) < self.threshold {
-            return Some(false);
-        }
-        if self.now_us() < self.open_until.load(Ordering::Acquire) {
+    /// The probe's permit, if the breaker is open, its back-off has passed and no
+    /// other probe runs (for a background thread, never for a handshake).
+    pub(super) fn admit_probe(&self) -> Option<Permit<'_>> {
+        if self.failures.load(Ordering::Acquire) < self.threshold
+            || self.now_us() < self.open_until.load(Ordering::Acquire)
+        {
             return None;
         }
         self.probing
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| true)
+            .ok()?;
+        Some(Permit {
+            breaker: self,
+            probe: true,
+            settled: false,
+        })
+    }
+
+    /// How long until a probe is due: `None` while the breaker is closed.
+    pub(super) fn probe_due_in(&self) -> Option<Duration> {
+        if !self.is_open() {
+            return None;
+        }
+        let until = self.open_until.load(Ordering::Acquire);
+        Some(Duration::from_micros(until.saturating_sub(self.now_us())))
+    }
+
+    /// A call outside the breaker (the writer's batch) reached Redis: close it.
+    pub(super) fn succeeded_elsewhere(&self) {
+        if self.failures.load(Ordering::Acquire) != 0 {
+            self.success(false);
+        }
     }
 
     fn success(&self, probe: bool) {
@@ -142,24 +171,28 @@ mod tests {
     #[test]
     fn breaker_opens_backs_off_and_probes_once() {
         let b = Breaker::new(2, Duration::from_millis(30), Duration::from_millis(100));
-        let probe = |p: &Option<Permit<'_>>| p.as_ref().map(|p| p.probe);
+        assert!(b.admit_probe().is_none(), "closed: nothing to probe");
+        assert_eq!(b.probe_due_in(), None);
         let p = b.admit();
-        assert_eq!(probe(&p), Some(false));
+        assert!(!p.as_ref().unwrap().probe);
         assert!(!p.unwrap().failure());
         assert!(b.admit().unwrap().failure()); // threshold reached: open
         assert!(b.admit().is_none());
+        assert!(b.admit_probe().is_none(), "not before the back-off");
+        assert!(b.probe_due_in().unwrap() <= Duration::from_millis(30));
         std::thread::sleep(Duration::from_millis(40));
-        let p = b.admit();
-        assert_eq!(probe(&p), Some(true)); // the probe
-        assert!(b.admit().is_none()); // only one at a time
-        assert!(p.unwrap().failure()); // reopened, backoff doubled
-        assert!(b.admit().is_none());
+        assert!(b.admit().is_none(), "a lookup never probes");
+        assert_eq!(b.probe_due_in(), Some(Duration::ZERO));
+        let p = b.admit_probe().expect("the probe");
+        assert!(p.probe);
+        assert!(b.admit_probe().is_none()); // only one at a time
+        assert!(p.failure()); // reopened, backoff doubled
+        assert!(b.admit().is_none() && b.admit_probe().is_none());
         std::thread::sleep(Duration::from_millis(70));
-        let p = b.admit();
-        assert_eq!(probe(&p), Some(true));
-        p.unwrap().success();
+        assert!(b.admit().is_none());
+        b.admit_probe().expect("the second probe").success();
         assert!(!b.is_open());
-        assert_eq!(probe(&b.admit()), Some(false));
+        assert!(!b.admit().unwrap().probe);
     }
 
     #[test]
@@ -167,14 +200,23 @@ mod tests {
         let b = Breaker::new(1, Duration::from_millis(10), Duration::from_millis(10));
         assert!(b.admit().unwrap().failure());
         std::thread::sleep(Duration::from_millis(20));
-        let p = b.admit().unwrap();
+        let p = b.admit_probe().unwrap();
         assert!(p.probe);
         drop(p); // as when the call panics
         assert!(b.is_open());
         std::thread::sleep(Duration::from_millis(20));
-        let p = b.admit().expect("probing again, not wedged");
-        assert!(p.probe);
+        let p = b.admit_probe().expect("probing again, not wedged");
         p.success();
         assert!(!b.is_open());
+    }
+
+    #[test]
+    fn a_success_elsewhere_closes_it() {
+        let b = Breaker::new(1, Duration::from_secs(60), Duration::from_secs(60));
+        assert!(b.admit().unwrap().failure());
+        assert!(b.is_open() && b.admit().is_none());
+        b.succeeded_elsewhere();
+        assert!(!b.is_open());
+        assert!(b.admit().is_some());
     }
 }

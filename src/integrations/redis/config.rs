@@ -214,7 +214,8 @@ impl RedisConfig {
     }
 
     /// The circuit breaker: after `threshold` consecutive failures (default 3),
-    /// skip Redis for `backoff` (default 500 ms), doubling while probes keep
+    /// lookups skip Redis; the background writer probes (`PING`) after `backoff`
+    /// (default 500 ms), doubling while probes keep
     /// failing, up to `max_backoff` (default 10 s).
     #[must_use]
     pub fn breaker(mut self, threshold: u32, backoff: Duration, max_backoff: Duration) -> Self {

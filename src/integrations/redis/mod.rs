@@ -33,8 +33,10 @@
 //! 5 ms: connect, write, read, any retry); host names are resolved when the store
 //! is built and then in the background; a connection that failed is dropped and a
 //! new one made on the next call; after [`RedisConfig::breaker`]`.0` consecutive
-//! failures a circuit breaker skips Redis for a back-off period (doubling up to a
-//! maximum while it keeps failing, one probe call at a time once it elapses).
+//! failures a circuit breaker skips every lookup until the background writer's
+//! probe (a `PING` once each back-off has passed, the back-off doubling up to a
+//! maximum while probes fail) or one of its batches gets through: a handshake
+//! never pays for probing a stalled server.
 //! While Redis is skipped, slow or failing, the local tier keeps serving and a
 //! lookup that misses locally is a miss (a full handshake). [`RedisStore::stats`]
 //! counts tier-2 hits, misses, errors, timeouts, skipped calls and the queue.

@@ -246,13 +246,43 @@ impl Link {
         &self,
         stats: &AtomicStats,
         limit: Duration,
-        mut f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
+        f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
-        let deadline = Instant::now() + limit;
         let Some(permit) = self.breaker.admit() else {
             bump(&stats.skipped);
             return Err(Failure::Skipped);
         };
+        self.call_with(permit, stats, limit, f)
+    }
+
+    /// The breaker's probe, for a background thread (never a handshake): if the
+    /// breaker is open and its back-off has passed, `PING` within `limit`.
+    /// `None` if no probe was due; else whether Redis answered (which closes it).
+    pub(super) fn probe(&self, stats: &AtomicStats, limit: Duration) -> Option<bool> {
+        self.probe_with(stats, limit, |c| {
+            c.query::<String>(&redis::cmd("PING")).map(drop)
+        })
+    }
+
+    /// [`probe`](Self::probe) with another call than `PING` (tests).
+    pub(super) fn probe_with(
+        &self,
+        stats: &AtomicStats,
+        limit: Duration,
+        f: impl FnMut(&mut Call<'_>) -> RedisResult<()>,
+    ) -> Option<bool> {
+        let permit = self.breaker.admit_probe()?;
+        Some(self.call_with(permit, stats, limit, f).is_ok())
+    }
+
+    fn call_with<T>(
+        &self,
+        permit: super::breaker::Permit<'_>,
+        stats: &AtomicStats,
+        limit: Duration,
+        mut f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
+    ) -> Result<T, Failure> {
+        let deadline = Instant::now() + limit;
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let was_pooled = pooled.is_some();
         let mut run = |conn: Option<Conn>| {
@@ -376,21 +406,23 @@ mod tests {
             .is_err());
         assert!(link.breaker.is_open());
         std::thread::sleep(Duration::from_millis(30));
+        // Lookups are skipped while it is open, also after the back-off.
+        assert!(matches!(
+            link.call(&stats, limit, |c| c.query::<String>(&redis::cmd("PING"))),
+            Err(Failure::Skipped)
+        ));
         // The probe panics.
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = link.call(&stats, limit, |_| -> RedisResult<()> {
+            let _ = link.probe_with(&stats, limit, |_| -> RedisResult<()> {
                 panic!("a bug inside the probe")
             });
         }));
         assert!(panicked.is_err());
-        // After the back-off, calls are admitted again and close it.
+        // After the back-off, a probe runs again and closes it.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             std::thread::sleep(Duration::from_millis(30));
-            if link
-                .call(&stats, limit, |c| c.query::<String>(&redis::cmd("PING")))
-                .is_ok()
-            {
+            if link.probe(&stats, limit) == Some(true) {
                 break;
             }
             assert!(
@@ -399,5 +431,8 @@ mod tests {
             );
         }
         assert!(!link.breaker.is_open());
+        assert!(link
+            .call(&stats, limit, |c| c.query::<String>(&redis::cmd("PING")))
+            .is_ok());
     }
 }

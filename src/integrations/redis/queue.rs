@@ -64,6 +64,14 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    /// Wakes the writer to look at its timers again (the breaker just opened: a
+    /// probe is now due after the back-off). Under the lock, so a writer about
+    /// to wait cannot miss it.
+    pub(super) fn wake_writer(&self) {
+        let _st = self.lock();
+        self.work.notify_one();
+    }
+
     pub(super) fn new(capacity: usize) -> Self {
         Queue {
             state: Mutex::new(State {
@@ -241,6 +249,11 @@ fn run_writer(shared: Arc<Shared>) {
     };
     detect(&mut conn);
     loop {
+        // The breaker's probes are this thread's, never a handshake's: an open
+        // breaker skips every lookup until a probe (or a batch) gets through.
+        if shared.link.breaker.probe_due_in() == Some(Duration::ZERO) {
+            shared.link.probe(stats, cfg.writer_timeout);
+        }
         if Instant::now() >= next_resolve {
             if let Ok(true) = shared.link.resolve() {
                 conn = None;
@@ -257,7 +270,14 @@ fn run_writer(shared: Arc<Shared>) {
                 if st.shutdown {
                     return;
                 }
-                let left = next_resolve.saturating_duration_since(Instant::now());
+                let mut left = next_resolve.saturating_duration_since(Instant::now());
+                if let Some(due) = shared.link.breaker.probe_due_in() {
+                    // At least 1 ms: never a busy loop.
+                    left = left.min(due.max(Duration::from_millis(1)));
+                    if due.is_zero() {
+                        break;
+                    }
+                }
                 if left.is_zero() {
                     break;
                 }
@@ -279,6 +299,8 @@ fn run_writer(shared: Arc<Shared>) {
         loop {
             match send(&shared, &mut conn, &batch) {
                 Ok((sets, dels)) => {
+                    // Redis answers: lookups may use it again.
+                    shared.link.breaker.succeeded_elsewhere();
                     bump(&stats.batches);
                     stats.writes.fetch_add(sets, Ordering::Relaxed);
                     stats.deletes.fetch_add(dels, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 use super::config::RedisConfig;
 use super::crypto::Sealer;
-use super::pool::{Call, Link};
+use super::pool::{Call, Failure, Link};
 use super::queue::{run_writer_catching, Op, Queue, Withdrawn};
 use super::record::{decode_session, encode_record, Codec, Expect, SecretCodec};
 use super::stats::{bump, AtomicStats};
@@ -248,6 +248,11 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         }) {
             Ok(Some((key, v))) => self.found(id, key, Some(v)),
             Ok(None) => self.found(id, &[], None),
+            Err(Failure::Failed) if s.link.breaker.is_open() => {
+                // This failure may have opened the breaker: the writer probes.
+                s.queue.wake_writer();
+                Lookup::Unavailable
+            }
             Err(_) => Lookup::Unavailable,
         }
     }
