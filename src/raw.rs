@@ -159,7 +159,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     pub(crate) fn get(&self, key: &Id) -> Option<Arc<Session<P>>> {
         let guard = self.epoch.pin();
         self.map.read(key, |slot| {
-            let slot = slot?;
+            let (_, slot) = slot?;
             loop {
                 if let Some(s) = slot.load(&guard).upgrade() {
                     return Some(s);
@@ -188,7 +188,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // needed to link or to compare: only releasing a replaced session defers
         // to the epoch (readers that loaded it are pinned, so it waits for them).
         let fast = self.map.read(key, |slot| {
-            slot.map(|slot| self.link_existing(slot, s, expiry, refile_same))
+            slot.map(|(k, slot)| self.link_existing(k, slot, s, expiry, refile_same))
         });
         match fast {
             None => {}
@@ -211,8 +211,11 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
-        let linked = self.map.write(*key, |slot| match slot {
-            Some(slot) => (None, Some(self.link_existing(slot, s, expiry, refile_same))),
+        let linked = self.map.write(key.clone(), |k, slot| match slot {
+            Some(slot) => (
+                None,
+                Some(self.link_existing(k, slot, s, expiry, refile_same)),
+            ),
             None => {
                 let refs = refs.take().expect("linked once");
                 let part = self.order.part_of(key.spread(self.seed));
@@ -220,16 +223,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // MUTANT (test-only cfg): publish the pointer now, file the
                     // entry after the write lock is released.
                     filed_late = Some(part);
-                    return (
-                        Some(Slot::new(refs, (part as u64) << 32 | u64::from(u32::MAX))),
-                        None,
-                    );
+                    k.set_pos((part as u64) << 32 | u64::from(u32::MAX));
+                    return (Some(Slot::new(refs)), None);
                 }
                 let pos = self
                     .order
                     .lock(part)
                     .insert(refs.as_raw(), expiry, self.next_seq());
-                (Some(Slot::new(refs, pos)), None)
+                // Recorded in the key about to be inserted: published with it.
+                k.set_pos(pos);
+                (Some(Slot::new(refs)), None)
             }
         });
         drop(refs);
@@ -239,8 +242,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
             self.map.read(key, |slot| {
                 let mut l = self.order.lock(part);
                 let pos = l.insert(sp, expiry, self.next_seq());
-                if let Some(slot) = slot.filter(|slot| slot.holds(sp)) {
-                    slot.set_pos(pos);
+                if let Some((k, _)) = slot.filter(|(_, slot)| slot.holds(sp)) {
+                    k.set_pos(pos);
                 }
             });
         }
@@ -276,6 +279,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// `s` into a slot that exists (shard read or write lock held by the caller).
     fn link_existing(
         &self,
+        key: &Id,
         slot: &Slot<P>,
         s: &Arc<Session<P>>,
         expiry: u64,
@@ -285,41 +289,42 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let seen = slot.raw();
         if seen == sp {
             if refile_same {
-                self.refile(slot, sp, expiry);
+                self.refile(key, slot, sp, expiry);
             }
             return Linked::Same;
         }
         let refs = Refs::new(s);
-        let mut part = self.order.lock_pos(slot.pos());
+        let mut part = self.order.lock_pos(key.pos());
         if !mutant::SLOT_LOAD_STORE && slot.holds(sp) {
             // Another add linked this very object since we looked.
             drop(part);
             drop(refs);
             return Linked::Same;
         }
-        let old_pos = slot.pos();
+        let old_pos = key.pos();
         let pos = part.insert(sp, expiry, self.next_seq());
         part.remove(old_pos);
-        let old = slot.replace(refs, pos, seen);
+        key.set_pos(pos);
+        let old = slot.replace(refs, seen);
         drop(part);
         Linked::Replaced(old)
     }
 
     /// The identical object was added again with a new time: move its entry if its
     /// expiry changed (keeping its insertion seq).
-    fn refile(&self, slot: &Slot<P>, sp: *const Session<P>, expiry: u64) {
-        let mut part = self.order.lock_pos(slot.pos());
+    fn refile(&self, key: &Id, slot: &Slot<P>, sp: *const Session<P>, expiry: u64) {
+        let mut part = self.order.lock_pos(key.pos());
         if !slot.holds(sp) {
             return; // replaced meanwhile
         }
-        let old_pos = slot.pos();
+        let old_pos = key.pos();
         let (old_expiry, seq) = part.key_at(old_pos);
         if old_expiry == expiry {
             return;
         }
         let pos = part.insert(sp, expiry, seq);
         part.remove(old_pos);
-        slot.set_pos(pos);
+        key.set_pos(pos);
     }
 
     /// Takes one place under the capacity, evicting as needed; never evicts
@@ -443,7 +448,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
             // SAFETY: the entry is present under its partition mutex, so its session
             // is linked (every unlink removes the entry under this mutex first);
             // `guard` was pinned before the read and outlives the borrow.
-            let id = *unsafe { shared_from_entry(head.ptr, &guard).deref_linked() }.key();
+            let id = unsafe { shared_from_entry(head.ptr, &guard).deref_linked() }
+                .key()
+                .clone();
             Some((head, id))
         };
         let victim = match pick {
@@ -475,7 +482,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // on (it drops the cache's reference before knowing the unlink is ours).
         unsafe { mutant_release_early(head.ptr) };
         let timeout_secs = self.timeout_secs;
-        let unlinked = self.map.remove_if(&id, |slot| {
+        let unlinked = self.map.remove_if(&id, |k, slot| {
             // The write lock excludes replacers: the pointer is stable here. The
             // allocation cannot have been reused (no ABA): we are pinned.
             if !slot.holds(head.ptr) {
@@ -489,7 +496,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     return false; // its time moved on since it was filed
                 }
             }
-            self.unfile(slot, transfer);
+            self.unfile(k, slot, transfer);
             true
         });
         match unlinked {
@@ -500,8 +507,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
 
     /// Removes `slot`'s entry and (unless its place is transferred to the caller's
     /// reservation) its count, under the shard write lock, inside `remove_if`.
-    fn unfile(&self, slot: &Slot<P>, transfer: bool) {
-        let pos = slot.pos();
+    fn unfile(&self, key: &Id, slot: &Slot<P>, transfer: bool) {
+        let pos = key.pos();
         let mut part = self.order.lock_pos(pos);
         if mutant::ORDER_AFTER_POINTER && !part.files(pos, slot.raw()) {
             // MUTANT (test-only cfg): the entry is not filed yet.
@@ -520,7 +527,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // A guard to read the linked session's sid_ctx under the lock and to defer
         // the weak reference of what we unlink.
         let guard = self.epoch.pin();
-        let slot = self.map.remove_if(key, |slot| {
+        let slot = self.map.remove_if(key, |k, slot| {
             let pass = match expect {
                 Expect::Any => true,
                 // `p` is held by the caller: no ABA.
@@ -535,7 +542,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 }
             };
             if pass {
-                self.unfile(slot, false);
+                self.unfile(k, slot, false);
             }
             pass
         })?;

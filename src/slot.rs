@@ -3,11 +3,12 @@
 //! A `Slot` is the map's value for one id. Its `ptr` points at the `Arc`
 //! allocation of the linked session (never null: a key is in the map exactly
 //! while a session is linked), for which the cache owns one strong and one weak
-//! reference. `pos` names the session's entry in its eviction partition. Both
-//! change only under the partition mutex (see `docs/DESIGN.md`).
+//! reference. The position of the session's entry in its eviction partition is
+//! kept in the map key (`Id::pos`, in the key's padding). Both change only under
+//! the partition mutex (see `docs/DESIGN.md`).
 
 use crate::session::Session;
-use crate::sync::{AtomicPtr, AtomicU64, Guard, Ordering};
+use crate::sync::{AtomicPtr, Guard, Ordering};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
@@ -16,16 +17,13 @@ use std::sync::{Arc, Weak};
 /// The value stored in the map for one id.
 pub(crate) struct Slot<P> {
     ptr: AtomicPtr<Session<P>>,
-    /// `(partition << 32) | entry index`.
-    pos: AtomicU64,
 }
 
 impl<P> Slot<P> {
-    /// A slot linking `refs` at `pos`: the slot now owns both references.
-    pub(crate) fn new(refs: Refs<P>, pos: u64) -> Self {
+    /// A slot linking `refs`: the slot now owns both references.
+    pub(crate) fn new(refs: Refs<P>) -> Self {
         Slot {
             ptr: AtomicPtr::new(refs.publish()),
-            pos: AtomicU64::new(pos),
         }
     }
 
@@ -52,27 +50,16 @@ impl<P> Slot<P> {
         self.ptr.load(Ordering::Acquire).cast_const()
     }
 
-    #[inline]
-    pub(crate) fn pos(&self) -> u64 {
-        self.pos.load(Ordering::Relaxed)
-    }
-
-    /// Moves the slot's entry (partition mutex held).
-    #[inline]
-    pub(crate) fn set_pos(&self, pos: u64) {
-        self.pos.store(pos, Ordering::Relaxed);
-    }
-
-    /// Links `refs` in place of the current session and records its entry.
-    /// Returns the references to the previous session, now owned by the caller.
+    /// Links `refs` in place of the current session. Returns the references to
+    /// the previous session, now owned by the caller.
     ///
     /// Must be called with the slot's partition mutex held (and the shard read or
-    /// write lock): the pointer and `pos` then change in one step for every other
-    /// holder of that mutex. The previous pointer is read with a swap, so even a
-    /// caller that broke the locking rule could not obtain it twice. `seen` is the
-    /// pointer the caller read before taking the mutex (used only by a mutant).
-    pub(crate) fn replace(&self, refs: Refs<P>, pos: u64, seen: *const Session<P>) -> Unlinked<P> {
-        self.pos.store(pos, Ordering::Relaxed);
+    /// write lock), after recording the new entry's position in the key: the
+    /// pointer and the position then change in one step for every other holder of
+    /// that mutex. The previous pointer is read with a swap, so even a caller that
+    /// broke the locking rule could not obtain it twice. `seen` is the pointer the
+    /// caller read before taking the mutex (used only by a mutant).
+    pub(crate) fn replace(&self, refs: Refs<P>, seen: *const Session<P>) -> Unlinked<P> {
         let new = refs.publish();
         let swapped = self.ptr.swap(new, Ordering::AcqRel);
         // MUTANT (test-only cfg): check, then act: the pointer seen before the

@@ -22,9 +22,9 @@ impl<V> ShardMap<V> {
 
     /// Runs `f` on the value for `k` (if any) under the shard's read lock.
     #[inline]
-    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<&V>) -> R) -> R {
+    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<(&Id, &V)>) -> R) -> R {
         match self.inner.get(k) {
-            Some(r) => f(Some(r.value())),
+            Some(r) => f(Some(r.pair())),
             None => f(None),
         }
     }
@@ -33,11 +33,13 @@ impl<V> ShardMap<V> {
     /// key is absent and `f` returns `Some(v)`, `v` is inserted before the lock is
     /// released.
     #[inline]
-    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(Option<&V>) -> (Option<V>, R)) -> R {
+    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(&Id, Option<&V>) -> (Option<V>, R)) -> R {
         match self.inner.entry(k) {
-            Entry::Occupied(o) => f(Some(o.get())).1,
+            Entry::Occupied(o) => f(o.key(), Some(o.get())).1,
             Entry::Vacant(v) => {
-                let (ins, r) = f(None);
+                // The key `f` sees (and may record a position in) is the one
+                // inserted.
+                let (ins, r) = f(v.key(), None);
                 if let Some(val) = ins {
                     v.insert(val);
                 }
@@ -49,8 +51,8 @@ impl<V> ShardMap<V> {
     /// Removes and returns the value for `k` if `pred` holds, under the write lock
     /// (`pred` runs under it).
     #[inline]
-    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&V) -> bool) -> Option<V> {
-        self.inner.remove_if(k, |_, v| pred(v)).map(|(_, v)| v)
+    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&Id, &V) -> bool) -> Option<V> {
+        self.inner.remove_if(k, |k, v| pred(k, v)).map(|(_, v)| v)
     }
 
     /// Number of keys; for tests and `Debug`.

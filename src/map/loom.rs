@@ -30,17 +30,17 @@ impl<V> ShardMap<V> {
         &self.shards[i]
     }
 
-    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<&V>) -> R) -> R {
+    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<(&Id, &V)>) -> R) -> R {
         let g = self.shard(k).read().unwrap_or_else(|e| e.into_inner());
-        f(g.get(k))
+        f(g.get_key_value(k))
     }
 
-    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(Option<&V>) -> (Option<V>, R)) -> R {
+    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(&Id, Option<&V>) -> (Option<V>, R)) -> R {
         let mut g = self.shard(&k).write().unwrap_or_else(|e| e.into_inner());
-        match g.get(&k) {
-            Some(v) => f(Some(v)).1,
+        match g.get_key_value(&k) {
+            Some((key, v)) => f(key, Some(v)).1,
             None => {
-                let (ins, r) = f(None);
+                let (ins, r) = f(&k, None);
                 if let Some(val) = ins {
                     g.insert(k, val);
                 }
@@ -49,9 +49,9 @@ impl<V> ShardMap<V> {
         }
     }
 
-    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&V) -> bool) -> Option<V> {
+    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&Id, &V) -> bool) -> Option<V> {
         let mut g = self.shard(k).write().unwrap_or_else(|e| e.into_inner());
-        if g.get(k).is_some_and(pred) {
+        if g.get_key_value(k).is_some_and(|(k, v)| pred(k, v)) {
             g.remove(k)
         } else {
             None

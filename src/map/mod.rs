@@ -31,21 +31,28 @@ mod tests {
     #[test]
     fn read_write_remove() {
         let m: ShardMap<u32> = ShardMap::new(4);
-        assert_eq!(m.read(&key(b"a"), |v| v.copied()), None);
-        let r = m.write(key(b"a"), |v| {
+        assert_eq!(m.read(&key(b"a"), |v| v.map(|(_, v)| *v)), None);
+        let r = m.write(key(b"a"), |k, v| {
             assert!(v.is_none());
+            k.set_pos(5); // recorded in the key that is inserted
             (Some(7), "inserted")
         });
         assert_eq!(r, "inserted");
-        assert_eq!(m.read(&key(b"a"), |v| v.copied()), Some(7));
-        // Occupied: the returned value is ignored.
-        m.write(key(b"a"), |v| {
-            assert_eq!(v, Some(&7));
+        assert_eq!(
+            m.read(&key(b"a"), |v| v.map(|(k, v)| (k.pos(), *v))),
+            Some((5, 7))
+        );
+        // Occupied: the returned value is ignored; the closure sees the map's key.
+        m.write(key(b"a"), |k, v| {
+            assert_eq!((k.pos(), v), (5, Some(&7)));
             (Some(9), ())
         });
-        assert_eq!(m.read(&key(b"a"), |v| v.copied()), Some(7));
-        assert_eq!(m.remove_if(&key(b"a"), |v| *v == 8), None);
-        assert_eq!(m.remove_if(&key(b"a"), |v| *v == 7), Some(7));
+        assert_eq!(m.read(&key(b"a"), |v| v.map(|(_, v)| *v)), Some(7));
+        assert_eq!(m.remove_if(&key(b"a"), |_, v| *v == 8), None);
+        assert_eq!(
+            m.remove_if(&key(b"a"), |k, v| k.pos() == 5 && *v == 7),
+            Some(7)
+        );
         assert_eq!(m.slots(), 0);
     }
 
@@ -53,7 +60,7 @@ mod tests {
     fn drain_takes_all() {
         let mut m: ShardMap<u32> = ShardMap::new(3);
         for i in 0..100u32 {
-            m.write(key(&i.to_le_bytes()), |_| (Some(i), ()));
+            m.write(key(&i.to_le_bytes()), |_, _| (Some(i), ()));
         }
         let mut all = m.drain();
         all.sort();
