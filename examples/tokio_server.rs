@@ -22,7 +22,7 @@
 //!   ticketer keeps TLS 1.2 sessions (session ids) and TLS 1.3 tickets (stateful)
 //!   in that store, so sessions made before a reload resume after it. A reload
 //!   that fails (unreadable files) keeps the running config.
-//! - Ctrl-C stops accepting, lets the open connections finish (10 s at most)
+//! - Ctrl-C or SIGTERM stops accepting, lets the open connections finish (10 s at most)
 //!   and exits.
 //!
 //! tests/tokio_server.rs compiles this file as a module and drives [`start`] with
@@ -315,7 +315,9 @@ async fn accept_loop<F, Fut>(
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => match accepted {
+            // At the cap, stop accepting (the kernel's backlog holds new clients)
+            // until a connection ends: bounded memory whatever clients do.
+            accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
                 Ok((tcp, _)) => {
                     conns.spawn(serve(tcp));
                 }
@@ -342,6 +344,10 @@ async fn accept_loop<F, Fut>(
 
 /// How long one connection may take (handshake, request, response).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open connections per listener at most (each is bounded in time by
+/// [`CONNECTION_TIMEOUT`] and in memory by its TLS state and request head).
+const MAX_CONNECTIONS: usize = 4096;
 /// The longest request head read.
 const MAX_REQUEST: usize = 16 * 1024;
 
@@ -417,6 +423,31 @@ async fn respond<S: AsyncWrite + Unpin>(
 }
 
 #[allow(dead_code)] // tests/tokio_server.rs includes this file and calls `start`.
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (what systemd and Kubernetes send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => {
+                        if let Err(e) = r {
+                            eprintln!("Ctrl-C handler: {e}");
+                        }
+                    }
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => eprintln!("SIGTERM handler: {e}"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("Ctrl-C handler: {e}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let opts = Options::parse();
@@ -436,14 +467,12 @@ async fn main() -> std::process::ExitCode {
         }
     };
     eprintln!(
-        "https://{} (pid {}), metrics on http://{}/metrics; SIGHUP reloads the certificate, Ctrl-C stops",
+        "https://{} (pid {}), metrics on http://{}/metrics; SIGHUP reloads the certificate, Ctrl-C or SIGTERM stops",
         server.https_addr,
         std::process::id(),
         server.metrics_addr
     );
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("Ctrl-C handler: {e}");
-    }
+    stop_signal().await;
     eprintln!("shutting down: no new connections, open ones finish");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS

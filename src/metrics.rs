@@ -185,10 +185,13 @@ impl fmt::Display for RegisterError {
 impl std::error::Error for RegisterError {}
 
 type SampleFn = dyn Fn() -> Option<Vec<Sample>> + Send + Sync;
+type LiveFn = dyn Fn() -> bool + Send + Sync;
 
 enum Source {
     Stats(Weak<dyn StatsSource>),
-    Fn(Box<SampleFn>),
+    /// Samples, and (for a source held weakly) whether it is still alive, so a
+    /// dropped source's name is free again before the next report prunes it.
+    Fn(Box<SampleFn>, Option<Box<LiveFn>>),
 }
 
 struct Entry {
@@ -201,7 +204,7 @@ impl Entry {
     fn is_live(&self) -> bool {
         match &self.source {
             Source::Stats(w) => w.strong_count() > 0,
-            Source::Fn(_) => true,
+            Source::Fn(_, live) => live.as_ref().is_none_or(|l| l()),
         }
     }
 }
@@ -228,6 +231,9 @@ pub struct MetricsReporter {
 #[derive(Default)]
 struct Shared {
     entries: Mutex<Vec<Arc<Entry>>>,
+    /// One report pass at a time (the timer thread's and a scrape's): an older
+    /// snapshot's gauges never overwrite a newer one's.
+    passes: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +261,12 @@ impl MetricsReporter {
     /// keeps a weak reference: dropping the cache unregisters it.
     ///
     /// Fails if a live source already has this name.
+    ///
+    /// Keep one source per name for the life of the process (across certificate
+    /// reloads, keep the store, as `examples/tokio_server.rs` does): counters are
+    /// published with `Counter::absolute`, which exporters such as
+    /// metrics-exporter-prometheus apply as a maximum, so a new source registered
+    /// under a dead one's name shows the old totals until its own pass them.
     pub fn register<S: StatsSource + 'static>(
         &self,
         name: impl Into<String>,
@@ -287,7 +299,7 @@ impl MetricsReporter {
     where
         F: Fn() -> Option<Vec<Sample>> + Send + Sync + 'static,
     {
-        self.insert(name.into(), Source::Fn(Box::new(f)))
+        self.insert(name.into(), Source::Fn(Box::new(f), None))
     }
 
     fn insert(&self, name: String, source: Source) -> Result<(), RegisterError> {
@@ -329,7 +341,14 @@ impl MetricsReporter {
         crate::RedisStore<P, C>: Send + Sync,
     {
         let weak = Arc::downgrade(store);
-        self.register_fn(name, move || Some(redis_samples(&weak.upgrade()?.stats())))
+        let alive = weak.clone();
+        self.insert(
+            name.into(),
+            Source::Fn(
+                Box::new(move || Some(redis_samples(&weak.upgrade()?.stats()))),
+                Some(Box::new(move || alive.strong_count() > 0)),
+            ),
+        )
     }
 
     /// Removes the source registered under `name`; returns whether there was one.
@@ -418,14 +437,15 @@ impl Drop for MetricsReporter {
 
 impl Shared {
     fn report(&self) {
-        // Snapshot the list, then read the sources without the lock: a
-        // `register_fn` closure may call back into the reporter.
+        let _pass = lock(&self.passes);
+        // Snapshot the list, then read the sources without the entries lock: a
+        // `register_fn` closure may register or unregister sources (not report).
         let entries: Vec<Arc<Entry>> = lock(&self.entries).clone();
         let mut dead = Vec::new();
         for e in &entries {
             let published = match &e.source {
                 Source::Stats(w) => w.upgrade().map(|s| publish_stats(&e.label, &s.stats())),
-                Source::Fn(f) => f().map(|samples| publish_samples(&e.label, samples)),
+                Source::Fn(f, _) => f().map(|samples| publish_samples(&e.label, samples)),
             };
             if published.is_none() {
                 dead.push(e.clone());
@@ -671,10 +691,16 @@ mod tests {
             assert!(v >= last);
             last = v;
         }
-        // Dropping the store unregisters it.
+        // Dropping the store frees its name at once (a reload that rebuilds the
+        // tier can register the new one before any report pruned the old one).
         drop(store);
-        report_into(&rec, &reporter);
         assert!(reporter.names().is_empty());
+        let again = RedisStore::new(
+            RedisConfig::new(format!("redis://127.0.0.1:{port}/")).insecure_plaintext(),
+        )
+        .unwrap();
+        reporter.register_redis("edge-redis", &again).unwrap();
+        assert_eq!(reporter.names(), ["edge-redis"]);
     }
     use crate::{ManualClock, Session};
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};

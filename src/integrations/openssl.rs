@@ -522,7 +522,10 @@ pub fn install(
             // another protocol version (a TLS 1.2 session id offered as a TLS 1.3
             // PSK identity) is a miss there. Without this check the anti-replay
             // `SSL_CTX_remove_session` that follows would delete it from ours.
-            if ssl.version2().is_some_and(|v| v != s.payload().protocol_version()) {
+            if ssl
+                .version2()
+                .is_some_and(|v| v != s.payload().protocol_version())
+            {
                 return None;
             }
             if !single_use(ssl, s.payload()) {
