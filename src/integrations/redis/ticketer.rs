@@ -410,6 +410,11 @@ impl Inner {
     /// One refresh; returns whether Redis answered.
     fn refresh(&self) -> bool {
         let _ = self.link.resolve();
+        // Nothing else probes this link's breaker: once open, a refresh after
+        // its back-off probes (`PING`), and a success closes it. Without this it
+        // would stay open for good after `threshold` failed refreshes.
+        self.link
+            .probe(&self.link_stats, self.config.writer_timeout);
         let fetched = self.read().and_then(|k| self.rotate(k));
         let held = self.current();
         let window = self
