@@ -137,6 +137,12 @@ impl Queue {
         }
     }
 
+    /// Whether the batch being sent holds `key` (tests).
+    #[cfg(test)]
+    pub(super) fn sending(&self, key: &[u8]) -> bool {
+        self.lock().in_flight.iter().any(|k| k == key)
+    }
+
     /// Waits until every queued write was sent (acknowledged or given up at
     /// shutdown), at most `timeout`. Returns whether the queue drained.
     pub(super) fn wait_idle(&self, timeout: Duration) -> bool {

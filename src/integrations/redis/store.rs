@@ -357,6 +357,14 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     }
 }
 
+#[cfg(test)]
+impl<P, C: Codec<P>> RedisStore<P, C> {
+    /// Whether the writer's current batch holds the `SET` of `id`.
+    pub(super) fn sending(&self, id: &[u8]) -> bool {
+        self.shared.queue.sending(&self.key(id))
+    }
+}
+
 impl<P, C> Drop for RedisStore<P, C> {
     fn drop(&mut self) {
         let drained = self.shared.queue.wait_idle(self.shared.config.drop_timeout);
