@@ -127,3 +127,57 @@ fn ticket_keys_are_shared_through_a_cluster() {
         assert_eq!(connect(&client, &sb), HandshakeKind::Resumed, "{version:?}");
     }
 }
+
+/// A seed "node" that completes the connection setup (answers the client's
+/// `CLIENT SETINFO` pipeline) and then answers nothing, as a node that stalls
+/// right after accepting: the cluster client's `PING` and `CLUSTER SLOTS` while
+/// connecting are then bounded by its response timeout and it moves on to the
+/// next seed. Before the cluster client had a response timeout, the lookup
+/// blocked for ever.
+fn stalling_node() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // The setup pipeline (two `CLIENT SETINFO`s) in one write.
+                if conn.read(&mut buf).is_ok_and(|n| n > 0) {
+                    let _ = conn.write_all(b"+OK\r\n+OK\r\n");
+                }
+                // Then silence: read and ignore until the client goes.
+                while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    format!("redis://127.0.0.1:{port}/")
+}
+
+#[test]
+fn a_stalling_seed_node_does_not_block_a_lookup_for_ever() {
+    let cluster = RedisCluster::start();
+    let mut urls = vec![stalling_node()];
+    urls.extend(cluster.urls());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let st = RedisStore::new(
+            RedisConfig::cluster(urls)
+                .timeout(Duration::from_millis(300))
+                .connect_timeout(Duration::from_millis(300))
+                .key_prefix("cluster-test:")
+                .encryption_key([5; 32])
+                .drop_timeout(Duration::ZERO),
+        )
+        .unwrap();
+        let answered = !matches!(st.fetch(b"some id"), Lookup::Found(_));
+        let _ = tx.send(answered);
+        // Dropping `st` joins its writer, which may be stuck the same way before
+        // the fix: not this test's subject.
+        std::mem::forget(st);
+    });
+    // Generous (not a timing threshold): a lookup that blocks for ever fails here.
+    let answered = rx.recv_timeout(Duration::from_secs(120));
+    assert_eq!(answered, Ok(true), "the lookup never returned");
+}

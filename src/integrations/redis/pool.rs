@@ -130,6 +130,9 @@ pub(super) struct Link {
     pool: Mutex<Vec<Conn>>,
     pool_size: usize,
     connect_timeout: Duration,
+    /// A lookup's whole deadline: a cluster client's response timeout, and the
+    /// bound of its connect timeout (see [`Link::resolve`]).
+    lookup_timeout: Duration,
     pub(super) breaker: Breaker,
 }
 
@@ -154,6 +157,7 @@ impl Link {
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             connect_timeout: config.connect_timeout,
+            lookup_timeout: config.timeout,
             breaker: Breaker::new(
                 config.breaker_threshold,
                 config.breaker_backoff,
@@ -195,7 +199,15 @@ impl Link {
         let backend = if self.cluster {
             Backend::Cluster(
                 redis::cluster::ClusterClient::builder(resolved.clone())
-                    .connection_timeout(self.connect_timeout)
+                    // Connecting a cluster connection (`get_connection`) runs
+                    // commands of its own (each seed's `PING`, `CLUSTER SLOTS`,
+                    // a `PING` to each node) before `Conn::set_timeouts` can
+                    // apply: without a response timeout a node that stalls
+                    // after accepting blocks the caller for ever. Each
+                    // connect and each reply is bounded by the lookup's
+                    // deadline (its connect timeout, if smaller).
+                    .connection_timeout(self.connect_timeout.min(self.lookup_timeout))
+                    .response_timeout(self.lookup_timeout)
                     // One retry: enough to follow a MOVED redirect; each try gets
                     // half of what is left of the deadline (`Conn::set_timeouts`).
                     .retries(1)
@@ -232,8 +244,9 @@ impl Link {
         bump(&stats.connects);
         Ok(match &backend.1 {
             Backend::Single(client) => Conn::Single(client.get_connection_with_timeout(limit)?),
-            // The cluster client's connect timeout is set at build time (the
-            // configured connect timeout).
+            // The cluster client's connect and response timeouts are set at
+            // build time (`resolve`): the connect timeout (at most the lookup's
+            // deadline) per node connected, the lookup's deadline per reply.
             Backend::Cluster(client) => Conn::Cluster(client.get_connection()?),
         })
     }
