@@ -1031,3 +1031,45 @@ fn dropping_the_store_drains_its_queue() {
         assert!(raw_get(&redis, k).is_some());
     }
 }
+
+/// A batch that gets an error reply (here `OOM`: `maxmemory` reached with
+/// `noeviction`) is final: counted in `errors` and dropped, not resent for
+/// ever ahead of every later write (before, `flush` never returned true and the
+/// later `DEL` never landed).
+#[test]
+fn a_batch_refused_by_the_server_is_dropped_not_resent_for_ever() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()));
+    let first = session(b"first", b"one", 300);
+    assert!(st.store(&first));
+    settle(&[&st]);
+    assert!(raw_get(&redis, &st.key(b"first")).is_some());
+    // Full: every SET is refused from now on (DEL still works).
+    assert_eq!(
+        redis
+            .cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "1"]).trim(), "OK");
+    let errors = st.stats().errors;
+    assert!(st.store(&session(b"second", b"two", 300)));
+    assert!(
+        st.flush(Duration::from_secs(10)),
+        "the refused batch blocks the queue"
+    );
+    assert!(st.delete(b"first"));
+    assert!(
+        st.flush(Duration::from_secs(10)),
+        "a later write is blocked"
+    );
+    assert_eq!(
+        raw_get(&redis, &st.key(b"first")),
+        None,
+        "the later DEL landed"
+    );
+    assert_eq!(raw_get(&redis, &st.key(b"second")), None);
+    let s = st.stats();
+    assert!(s.errors > errors, "the refused batch is counted: {s:?}");
+    assert!(!st.breaker_open(), "Redis answered: {s:?}");
+}

@@ -169,10 +169,6 @@ impl Queue {
         self.work.notify_all();
     }
 
-    fn is_shutdown(&self) -> bool {
-        self.lock().shutdown
-    }
-
     /// Sleeps `d` unless shut down first; returns whether shut down.
     fn sleep(&self, d: Duration) -> bool {
         let st = self.lock();
@@ -226,6 +222,70 @@ fn detect_getdel(shared: &Shared, conn: &mut Conn) {
     }
 }
 
+/// Whether `e` is the server's answer refusing a command (`OOM`, `READONLY`,
+/// `NOPERM`, a wrong type...): final for the batch that got it, which is then
+/// dropped (sending it again would get the same answer, ahead of every later
+/// write). I/O errors, timeouts, redirects and the transient cluster states
+/// (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`) are not: the batch is
+/// sent again.
+pub(super) fn refused_by_server(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ResponseError
+            | K::ExtensionError
+            | K::ReadOnly
+            | K::ExecAbortError
+            | K::NoScriptError
+            | K::CrossSlot
+            | K::TypeError
+    )
+}
+
+/// When the writer resolves the names next.
+fn resolve_every(cfg: &super::config::RedisConfig, resolved: bool) -> Duration {
+    if resolved {
+        cfg.resolve_interval
+    } else {
+        cfg.resolve_interval.min(Duration::from_secs(1))
+    }
+}
+
+/// Connects (if `GETDEL` support is still unknown and there is no connection)
+/// and asks whether the server has `GETDEL`.
+fn detect(shared: &Shared, conn: &mut Option<Conn>) {
+    let cfg = &shared.config;
+    if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
+        if let Ok(c) = shared.link.connect(&shared.stats, cfg.writer_timeout) {
+            if c.set_timeouts(cfg.writer_timeout).is_ok() {
+                *conn = Some(c);
+            }
+        }
+    }
+    if let Some(c) = conn.as_mut() {
+        detect_getdel(shared, c);
+    }
+}
+
+/// The writer's timers, between batches and between the tries of one: the
+/// breaker's probe when due, the names' resolution when due.
+fn housekeeping(shared: &Shared, conn: &mut Option<Conn>, next_resolve: &mut Instant) {
+    // The breaker's probes are this thread's, never a handshake's: an open
+    // breaker skips every lookup until a probe (or a batch) gets through.
+    if shared.link.breaker.probe_due_in() == Some(Duration::ZERO) {
+        shared
+            .link
+            .probe(&shared.stats, shared.config.writer_timeout);
+    }
+    if Instant::now() >= *next_resolve {
+        if let Ok(true) = shared.link.resolve() {
+            *conn = None;
+        }
+        *next_resolve = Instant::now() + resolve_every(&shared.config, shared.link.resolved());
+        detect(shared, conn);
+    }
+}
+
 /// The writer thread: drains the queue in batches until shut down; re-resolves
 /// the host names every `resolve_interval`; detects `GETDEL` when it connects.
 fn run_writer(shared: Arc<Shared>) {
@@ -233,40 +293,10 @@ fn run_writer(shared: Arc<Shared>) {
     let queue = &shared.queue;
     let stats = &shared.stats;
     let mut conn: Option<Conn> = None;
-    let resolve_every = |resolved: bool| {
-        if resolved {
-            cfg.resolve_interval
-        } else {
-            cfg.resolve_interval.min(Duration::from_secs(1))
-        }
-    };
-    let mut next_resolve = Instant::now() + resolve_every(shared.link.resolved());
-    let detect = |conn: &mut Option<Conn>| {
-        if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
-            if let Ok(c) = shared.link.connect(stats, cfg.writer_timeout) {
-                if c.set_timeouts(cfg.writer_timeout).is_ok() {
-                    *conn = Some(c);
-                }
-            }
-        }
-        if let Some(c) = conn.as_mut() {
-            detect_getdel(&shared, c);
-        }
-    };
-    detect(&mut conn);
+    let mut next_resolve = Instant::now() + resolve_every(cfg, shared.link.resolved());
+    detect(&shared, &mut conn);
     loop {
-        // The breaker's probes are this thread's, never a handshake's: an open
-        // breaker skips every lookup until a probe (or a batch) gets through.
-        if shared.link.breaker.probe_due_in() == Some(Duration::ZERO) {
-            shared.link.probe(stats, cfg.writer_timeout);
-        }
-        if Instant::now() >= next_resolve {
-            if let Ok(true) = shared.link.resolve() {
-                conn = None;
-            }
-            next_resolve = Instant::now() + resolve_every(shared.link.resolved());
-            detect(&mut conn);
-        }
+        housekeeping(&shared, &mut conn, &mut next_resolve);
         let batch: Vec<Op> = {
             let mut st = queue.lock();
             loop {
@@ -302,6 +332,7 @@ fn run_writer(shared: Arc<Shared>) {
             continue;
         }
         let mut backoff = Duration::from_millis(10);
+        let mut given_up = false;
         loop {
             match send(&shared, &mut conn, &batch) {
                 Ok((sets, dels)) => {
@@ -312,14 +343,28 @@ fn run_writer(shared: Arc<Shared>) {
                     stats.deletes.fetch_add(dels, Ordering::Relaxed);
                     break;
                 }
+                Err(e) if refused_by_server(&e) => {
+                    // The server answered, refusing a command (OOM, READONLY,
+                    // NOPERM...): the same batch would be refused again, ahead
+                    // of every later write. Dropped (the pipeline's other
+                    // commands ran), counted in `errors`.
+                    count_error(stats, &e);
+                    shared.link.breaker.succeeded_elsewhere();
+                    conn = None;
+                    break;
+                }
                 Err(e) => {
                     count_error(stats, &e);
                     // Its state is unknown: a new connection for the retry.
                     conn = None;
                     if queue.sleep(backoff) {
+                        given_up = true;
                         break; // shut down: the batch is given up
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                    // While it fails: the names may have moved (a failover),
+                    // and the breaker's probe may be due.
+                    housekeeping(&shared, &mut conn, &mut next_resolve);
                 }
             }
         }
@@ -333,7 +378,7 @@ fn run_writer(shared: Arc<Shared>) {
             return;
         }
         drop(st);
-        if queue.is_shutdown() && conn.is_none() {
+        if given_up {
             // Shut down while failing: what is left is given up.
             let mut st = queue.lock();
             st.ops.clear();
