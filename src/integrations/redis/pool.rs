@@ -83,6 +83,19 @@ impl Call<'_> {
     }
 }
 
+/// `Instant::now() + d`, or the latest instant representable when that
+/// overflows (`Duration::MAX` in a setting: "no deadline", never a panic).
+pub(super) fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
+
 pub(super) fn timed_out() -> RedisError {
     RedisError::from(io::Error::new(
         io::ErrorKind::TimedOut,
@@ -295,7 +308,7 @@ impl Link {
         limit: Duration,
         mut f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
-        let deadline = Instant::now() + limit;
+        let deadline = instant_after(limit);
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let was_pooled = pooled.is_some();
         let mut run = |conn: Option<Conn>| {

@@ -3,7 +3,7 @@
 //! A full queue drops the write (counted); nothing on a handshake waits on Redis
 //! for a write.
 
-use super::pool::{count_error, Conn};
+use super::pool::{count_error, instant_after, Conn};
 use super::stats::{bump, AtomicStats};
 use super::store::{Shared, GETDEL_NO, GETDEL_UNKNOWN, GETDEL_YES};
 use std::collections::VecDeque;
@@ -146,7 +146,7 @@ impl Queue {
     /// Waits until every queued write was sent (acknowledged or given up at
     /// shutdown), at most `timeout`. Returns whether the queue drained.
     pub(super) fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = instant_after(timeout);
         let mut st = self.lock();
         while !(st.ops.is_empty() && st.in_flight.is_empty()) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -186,6 +186,8 @@ impl Queue {
 /// The writer thread's body: [`run_writer`], started again if it panics (a bug;
 /// counted in `errors`), so the queue never stops draining.
 pub(super) fn run_writer_catching(shared: Arc<Shared>) {
+    // A writer that panics at once again must not restart in a hot loop.
+    let mut backoff = Duration::from_millis(10);
     loop {
         let s = Arc::clone(&shared);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_writer(s))).is_ok() {
@@ -201,6 +203,11 @@ pub(super) fn run_writer_catching(shared: Arc<Shared>) {
         if st.shutdown {
             return;
         }
+        drop(st);
+        if shared.queue.sleep(backoff) {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -281,7 +288,7 @@ fn housekeeping(shared: &Shared, conn: &mut Option<Conn>, next_resolve: &mut Ins
         if let Ok(true) = shared.link.resolve() {
             *conn = None;
         }
-        *next_resolve = Instant::now() + resolve_every(&shared.config, shared.link.resolved());
+        *next_resolve = instant_after(resolve_every(&shared.config, shared.link.resolved()));
         detect(shared, conn);
     }
 }
@@ -293,7 +300,7 @@ fn run_writer(shared: Arc<Shared>) {
     let queue = &shared.queue;
     let stats = &shared.stats;
     let mut conn: Option<Conn> = None;
-    let mut next_resolve = Instant::now() + resolve_every(cfg, shared.link.resolved());
+    let mut next_resolve = instant_after(resolve_every(cfg, shared.link.resolved()));
     detect(&shared, &mut conn);
     loop {
         housekeeping(&shared, &mut conn, &mut next_resolve);

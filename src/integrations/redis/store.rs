@@ -487,6 +487,33 @@ mod tests {
         ));
     }
 
+    /// `Duration::MAX` in any duration setting: no panic (each one used to
+    /// overflow `Instant + Duration`: on every lookup, in `flush`, in `Drop`, and
+    /// in the writer, which then restarted in a hot loop).
+    #[test]
+    fn extreme_durations_do_not_panic() {
+        let max = Duration::MAX;
+        let store = RedisStore::new(
+            RedisConfig::new("redis://127.0.0.1:1/")
+                .encryption_key([1; 32])
+                .timeout(max)
+                .connect_timeout(max)
+                .writer_timeout(max)
+                .drop_timeout(max)
+                .resolve_interval(max)
+                .breaker(1, max, max),
+        )
+        .unwrap();
+        // Connection refused at once: unavailable, whatever the deadline.
+        assert!(matches!(store.fetch(b"x"), Lookup::Unavailable));
+        assert!(matches!(store.fetch(b"x"), Lookup::Unavailable)); // skipped
+        assert!(store.flush(max), "nothing queued: drained");
+        // The writer's own timers: give it a moment to run into them.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(store.stats().errors, 1, "{:?}", store.stats()); // the lookup
+        drop(store); // waits for an empty queue: at once
+    }
+
     #[test]
     fn dead_server_is_a_counted_miss_then_skipped() {
         // Port 1 on loopback: connection refused at once.
