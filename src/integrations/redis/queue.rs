@@ -211,21 +211,32 @@ pub(super) fn run_writer_catching(shared: Arc<Shared>) {
     }
 }
 
-/// Asks the server whether it has `GETDEL` (Redis >= 6.2).
-fn detect_getdel(shared: &Shared, conn: &mut Conn) {
+/// Asks the server whether it has `GETDEL` (Redis >= 6.2). If the question
+/// fails other than by the server's refusal (an I/O error, a timeout), the
+/// connection is dropped: a late reply would be read as the next pipeline's.
+fn detect_getdel(shared: &Shared, conn: &mut Option<Conn>) {
     if shared.getdel.load(Ordering::Relaxed) != GETDEL_UNKNOWN {
         return;
     }
+    let Some(c) = conn.as_mut() else {
+        return;
+    };
     let info: redis::RedisResult<Vec<redis::Value>> = redis::cmd("COMMAND")
         .arg("INFO")
         .arg("GETDEL")
-        .query(conn.as_dyn());
-    if let Ok(v) = info {
-        let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
-        shared.getdel.store(
-            if known { GETDEL_YES } else { GETDEL_NO },
-            Ordering::Relaxed,
-        );
+        .query(c.as_dyn());
+    match info {
+        Ok(v) => {
+            let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
+            shared.getdel.store(
+                if known { GETDEL_YES } else { GETDEL_NO },
+                Ordering::Relaxed,
+            );
+        }
+        // A whole reply was read (the server refused `COMMAND`, say by an ACL):
+        // the connection is in step; a take that gets "unknown command" learns.
+        Err(e) if refused_by_server(&e) => {}
+        Err(_) => *conn = None,
     }
 }
 
@@ -269,9 +280,7 @@ fn detect(shared: &Shared, conn: &mut Option<Conn>) {
             }
         }
     }
-    if let Some(c) = conn.as_mut() {
-        detect_getdel(shared, c);
-    }
+    detect_getdel(shared, conn);
 }
 
 /// The writer's timers, between batches and between the tries of one: the
@@ -400,10 +409,17 @@ fn run_writer(shared: Arc<Shared>) {
 fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisResult<(u64, u64)> {
     let cfg = &shared.config;
     if conn.is_none() {
-        let mut c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+        let c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
         c.set_timeouts(cfg.writer_timeout)?;
-        detect_getdel(shared, &mut c);
         *conn = Some(c);
+        detect_getdel(shared, conn);
+        if conn.is_none() {
+            // The question failed and took the connection: a clean one for
+            // the batch (asked again at the next connect).
+            let c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+            c.set_timeouts(cfg.writer_timeout)?;
+            *conn = Some(c);
+        }
     }
     let Some(c) = conn.as_mut() else {
         return Err(super::pool::timed_out());
@@ -456,4 +472,61 @@ fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisR
         }
     }
     Ok((sets, dels))
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use crate::integrations::redis::config::RedisConfig;
+    use crate::integrations::redis::pool::Link;
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicU8;
+
+    /// A "server" that completes the connection setup (the client's `CLIENT
+    /// SETINFO` pipeline) and then answers nothing.
+    fn silent_server() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    if conn.read(&mut buf).is_ok_and(|n| n > 0) {
+                        let _ = conn.write_all(b"+OK\r\n+OK\r\n");
+                    }
+                    while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        format!("redis://127.0.0.1:{port}/")
+    }
+
+    /// `COMMAND INFO GETDEL` timed out: the connection is dropped (its late reply
+    /// would be read as the next pipeline's).
+    #[test]
+    fn a_getdel_detection_that_times_out_drops_the_connection() {
+        let config = RedisConfig::new(silent_server())
+            .insecure_plaintext()
+            .writer_timeout(Duration::from_millis(50));
+        let shared = Shared {
+            link: Link::new(&config).unwrap(),
+            queue: Queue::new(16),
+            stats: AtomicStats::default(),
+            getdel: AtomicU8::new(GETDEL_UNKNOWN),
+            config,
+        };
+        let c = shared
+            .link
+            .connect(&shared.stats, Duration::from_secs(5))
+            .expect("the setup is answered");
+        c.set_timeouts(Duration::from_millis(50)).unwrap();
+        let mut conn = Some(c);
+        detect(&shared, &mut conn);
+        assert_eq!(shared.getdel.load(Ordering::Relaxed), GETDEL_UNKNOWN);
+        assert!(
+            conn.is_none(),
+            "a connection with a reply in flight was kept"
+        );
+    }
 }
