@@ -181,3 +181,43 @@ fn a_stalling_seed_node_does_not_block_a_lookup_for_ever() {
     let answered = rx.recv_timeout(Duration::from_secs(120));
     assert_eq!(answered, Ok(true), "the lookup never returned");
 }
+
+/// A cluster of servers without `GETDEL` (Redis < 6.2, played by renaming it
+/// away): takes fall back to an atomic script, which a cluster connection can
+/// run (it cannot run the `MULTI`/`EXEC` transaction the fallback used to be);
+/// raced takes are still won exactly once, and nothing errors.
+#[test]
+fn without_getdel_takes_work_on_a_cluster() {
+    let cluster = RedisCluster::start_with(&["--rename-command", "GETDEL", ""]);
+    let a = RedisRustlsStore::new(0, store(&cluster));
+    let b = RedisRustlsStore::new(0, store(&cluster));
+    let keys: Vec<Vec<u8>> = (0..60u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for k in &keys {
+        assert!(a.put(k.clone(), k.clone()));
+    }
+    assert!(a.redis().flush(Duration::from_secs(10)));
+    let barrier = Barrier::new(2);
+    let wins: Vec<Vec<bool>> = std::thread::scope(|scope| {
+        [&a, &b]
+            .map(|st| {
+                let (keys, barrier) = (&keys, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    keys.iter()
+                        .map(|k| st.take(k).is_some_and(|v| &v == k))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .to_vec()
+    });
+    for (i, (wa, wb)) in wins[0].iter().zip(&wins[1]).enumerate() {
+        assert!(wa ^ wb, "ticket {i}: {wa} {wb}");
+    }
+    assert_eq!(cluster.key_counts(), vec![0, 0, 0]);
+    for st in [a.redis(), b.redis()] {
+        assert_eq!(st.getdel_supported(), Some(false));
+        let s = st.stats();
+        assert_eq!(s.errors + s.timeouts + s.skipped, 0, "{s:?}");
+    }
+}

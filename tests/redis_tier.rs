@@ -720,10 +720,10 @@ fn a_host_name_works_and_is_resolved_off_the_handshake() {
 
 /// Redis < 6.2 has no `GETDEL`: played by a server with the command renamed away.
 /// The store detects it (`COMMAND INFO GETDEL`, asked by the writer when it
-/// connects) and takes with `MULTI; GET; DEL; EXEC`: raced takes are still won
+/// connects) and takes with an atomic script (`EVAL`: `GET`, then `DEL`): raced takes are still won
 /// exactly once and nothing trips the breaker.
 #[test]
-fn without_getdel_takes_fall_back_to_a_transaction() {
+fn without_getdel_takes_fall_back_to_a_script() {
     let redis = RedisServer::start_with(&["--rename-command", "GETDEL", ""]);
     assert!(redis.cli(&["GETDEL", "x"]).contains("unknown command"));
     let a = RedisRustlsStore::new(0, store(config(&redis.url())));

@@ -67,20 +67,6 @@ impl Call<'_> {
         self.conn.set_timeouts(left)?;
         cmd.query(self.conn.as_dyn())
     }
-
-    /// Runs `pipe` (on a cluster: on the node of its first key) within what is
-    /// left of the deadline.
-    pub(super) fn query_pipe<T: FromRedisValue>(
-        &mut self,
-        pipe: &redis::Pipeline,
-    ) -> RedisResult<T> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out());
-        }
-        self.conn.set_timeouts(left)?;
-        pipe.query(self.conn.as_dyn())
-    }
 }
 
 /// `Instant::now() + d`, or the latest instant representable when that
