@@ -192,3 +192,24 @@ fn the_ticketers_breaker_closes_once_redis_is_back() {
     // The server is empty again: a new first key was made.
     assert!(t.current_generation().is_some());
 }
+
+/// `lease: Duration::MAX` still rotates (the lease's `PX` used to be out of the
+/// range Redis accepts, so no rotation ever happened and no fleet key was made).
+#[test]
+fn an_extreme_lease_still_rotates() {
+    let redis = RedisServer::start();
+    let t = RedisTicketer::new(
+        RedisConfig::new(redis.url())
+            .key_prefix("tickets:")
+            .encryption_key([7; 32])
+            .writer_timeout(Duration::from_secs(5)),
+        TicketerOptions {
+            lease: Duration::MAX,
+            refresh_interval: 1000 * HOUR,
+            ..TicketerOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(t.current_generation(), Some(1), "{:?}", t.stats());
+    assert!(!t.stats().local_only);
+}
