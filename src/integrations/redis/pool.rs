@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 enum Backend {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    /// A cluster client is built per connect ([`Link::cluster_client`]): its
+    /// timeouts are that connect's limit.
+    Cluster,
 }
 
 /// One connection.
@@ -129,8 +131,7 @@ pub(super) struct Link {
     pool: Mutex<Vec<Conn>>,
     pool_size: usize,
     connect_timeout: Duration,
-    /// A lookup's whole deadline: a cluster client's response timeout, and the
-    /// bound of its connect timeout (see [`Link::resolve`]).
+    /// A lookup's whole deadline (the check build of a cluster client).
     lookup_timeout: Duration,
     pub(super) breaker: Breaker,
 }
@@ -196,24 +197,10 @@ impl Link {
             }
         }
         let backend = if self.cluster {
-            Backend::Cluster(
-                redis::cluster::ClusterClient::builder(resolved.clone())
-                    // Connecting a cluster connection (`get_connection`) runs
-                    // commands of its own (each seed's `PING`, `CLUSTER SLOTS`,
-                    // a `PING` to each node) before `Conn::set_timeouts` can
-                    // apply: without a response timeout a node that stalls
-                    // after accepting blocks the caller for ever. Each
-                    // connect and each reply is bounded by the lookup's
-                    // deadline (its connect timeout, if smaller).
-                    .connection_timeout(self.connect_timeout.min(self.lookup_timeout))
-                    .response_timeout(self.lookup_timeout)
-                    // One retry: enough to follow a MOVED redirect; each try gets
-                    // half of what is left of the deadline (`Conn::set_timeouts`).
-                    .retries(1)
-                    .min_retry_wait(0)
-                    .max_retry_wait(self.cluster_retry_wait)
-                    .build()?,
-            )
+            // Built here only to check the node list; each connect builds its
+            // own with its own limit.
+            self.cluster_client(&resolved, self.lookup_timeout)?;
+            Backend::Cluster
         } else {
             Backend::Single(redis::Client::open(resolved[0].clone())?)
         };
@@ -221,6 +208,30 @@ impl Link {
             Some(Arc::new((resolved, backend)));
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(true)
+    }
+
+    /// A cluster client for `nodes` whose own commands while connecting are
+    /// bounded by `limit`. Connecting a cluster connection (`get_connection`)
+    /// runs commands of its own (each seed's `PING`, `CLUSTER SLOTS`, a `PING`
+    /// to each node) before `Conn::set_timeouts` can apply: without a response
+    /// timeout a node that stalls after accepting blocks the caller for ever.
+    /// Each connect is bounded by `limit` (at most the connect timeout), each
+    /// reply by `limit`.
+    fn cluster_client(
+        &self,
+        nodes: &[ConnectionInfo],
+        limit: Duration,
+    ) -> RedisResult<redis::cluster::ClusterClient> {
+        let limit = limit.max(Duration::from_micros(1));
+        redis::cluster::ClusterClient::builder(nodes.to_vec())
+            .connection_timeout(self.connect_timeout.min(limit))
+            .response_timeout(limit)
+            // One retry: enough to follow a MOVED redirect; each try gets half
+            // of what is left of the deadline (`Conn::set_timeouts`).
+            .retries(1)
+            .min_retry_wait(0)
+            .max_retry_wait(self.cluster_retry_wait)
+            .build()
     }
 
     /// A new connection, made within `limit`; an error if no name has
@@ -243,10 +254,9 @@ impl Link {
         bump(&stats.connects);
         Ok(match &backend.1 {
             Backend::Single(client) => Conn::Single(client.get_connection_with_timeout(limit)?),
-            // The cluster client's connect and response timeouts are set at
-            // build time (`resolve`): the connect timeout (at most the lookup's
-            // deadline) per node connected, the lookup's deadline per reply.
-            Backend::Cluster(client) => Conn::Cluster(client.get_connection()?),
+            Backend::Cluster => {
+                Conn::Cluster(self.cluster_client(&backend.0, limit)?.get_connection()?)
+            }
         })
     }
 
