@@ -1073,3 +1073,44 @@ fn a_batch_refused_by_the_server_is_dropped_not_resent_for_ever() {
     assert!(s.errors > errors, "the refused batch is counted: {s:?}");
     assert!(!st.breaker_open(), "Redis answered: {s:?}");
 }
+
+/// While a batch keeps failing (writes paused with `CLIENT PAUSE … WRITE`:
+/// `SET`s hang past `writer_timeout`, `PING` still answers), the writer still
+/// runs the breaker's probe between its tries, so lookups come back (before,
+/// the writer probed only between batches: the breaker stayed open as long as
+/// the batch failed).
+#[test]
+fn the_breaker_is_probed_while_a_batch_keeps_failing() {
+    let redis = RedisServer::start();
+    let st = store(
+        config(&redis.url())
+            .timeout(Duration::from_millis(100))
+            .writer_timeout(Duration::from_millis(200))
+            .breaker(1, Duration::from_millis(50), Duration::from_millis(100)),
+    );
+    assert!(st.store(&session(b"first", b"one", 300)));
+    settle(&[&st]);
+    assert_eq!(
+        redis.cli(&["CLIENT", "PAUSE", "120000", "WRITE"]).trim(),
+        "OK"
+    );
+    // A write that cannot land: the writer retries it.
+    assert!(st.store(&session(b"second", b"two", 300)));
+    // A take is a write too: it times out and opens the breaker.
+    assert!(matches!(st.take(b"first"), Lookup::Unavailable));
+    assert!(st.breaker_open());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while st.breaker_open() {
+        assert!(
+            Instant::now() < deadline,
+            "never probed while the batch failed: {:?}",
+            st.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Reads work meanwhile.
+    assert!(matches!(st.fetch(b"first"), Lookup::Found(_)));
+    assert!(!st.flush(Duration::ZERO), "the batch is still failing");
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    settle(&[&st]);
+}
