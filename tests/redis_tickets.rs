@@ -151,3 +151,65 @@ fn without_redis_a_local_key_then_the_fleets_keys() {
     assert_eq!(connect(&shared, &sa), HandshakeKind::Full);
     assert_eq!(connect(&shared, &sb), HandshakeKind::Resumed);
 }
+
+/// The ticketer's breaker closes again once Redis is back: its refresh probes
+/// (before the fix nothing probed it, so after `threshold` failed refreshes every
+/// later refresh was skipped for good).
+#[test]
+fn the_ticketers_breaker_closes_once_redis_is_back() {
+    let mut redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let t = RedisTicketer::new(
+        RedisConfig::new(redis.url())
+            .key_prefix("tickets:")
+            .encryption_key([7; 32])
+            .clock(clock.clone())
+            .timeout(Duration::from_millis(500))
+            .writer_timeout(Duration::from_secs(5))
+            .breaker(2, Duration::from_millis(50), Duration::from_millis(200)),
+        TicketerOptions {
+            refresh_interval: 1000 * HOUR,
+            ..TicketerOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(t.current_generation(), Some(1));
+    redis.kill();
+    for _ in 0..4 {
+        assert!(!t.refresh_now(), "Redis is down");
+    }
+    redis.restart();
+    // Generous: past the back-off (at most 200 ms) many times over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !t.refresh_now() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticketer never reached Redis again: {:?}",
+            t.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server is empty again: a new first key was made.
+    assert!(t.current_generation().is_some());
+}
+
+/// `lease: Duration::MAX` still rotates (the lease's `PX` used to be out of the
+/// range Redis accepts, so no rotation ever happened and no fleet key was made).
+#[test]
+fn an_extreme_lease_still_rotates() {
+    let redis = RedisServer::start();
+    let t = RedisTicketer::new(
+        RedisConfig::new(redis.url())
+            .key_prefix("tickets:")
+            .encryption_key([7; 32])
+            .writer_timeout(Duration::from_secs(5)),
+        TicketerOptions {
+            lease: Duration::MAX,
+            refresh_interval: 1000 * HOUR,
+            ..TicketerOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(t.current_generation(), Some(1), "{:?}", t.stats());
+    assert!(!t.stats().local_only);
+}

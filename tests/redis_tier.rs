@@ -720,10 +720,10 @@ fn a_host_name_works_and_is_resolved_off_the_handshake() {
 
 /// Redis < 6.2 has no `GETDEL`: played by a server with the command renamed away.
 /// The store detects it (`COMMAND INFO GETDEL`, asked by the writer when it
-/// connects) and takes with `MULTI; GET; DEL; EXEC`: raced takes are still won
+/// connects) and takes with an atomic script (`EVAL`: `GET`, then `DEL`): raced takes are still won
 /// exactly once and nothing trips the breaker.
 #[test]
-fn without_getdel_takes_fall_back_to_a_transaction() {
+fn without_getdel_takes_fall_back_to_a_script() {
     let redis = RedisServer::start_with(&["--rename-command", "GETDEL", ""]);
     assert!(redis.cli(&["GETDEL", "x"]).contains("unknown command"));
     let a = RedisRustlsStore::new(0, store(config(&redis.url())));
@@ -1030,4 +1030,87 @@ fn dropping_the_store_drains_its_queue() {
     for k in &keys {
         assert!(raw_get(&redis, k).is_some());
     }
+}
+
+/// A batch that gets an error reply (here `OOM`: `maxmemory` reached with
+/// `noeviction`) is final: counted in `errors` and dropped, not resent for
+/// ever ahead of every later write (before, `flush` never returned true and the
+/// later `DEL` never landed).
+#[test]
+fn a_batch_refused_by_the_server_is_dropped_not_resent_for_ever() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()));
+    let first = session(b"first", b"one", 300);
+    assert!(st.store(&first));
+    settle(&[&st]);
+    assert!(raw_get(&redis, &st.key(b"first")).is_some());
+    // Full: every SET is refused from now on (DEL still works).
+    assert_eq!(
+        redis
+            .cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "1"]).trim(), "OK");
+    let errors = st.stats().errors;
+    assert!(st.store(&session(b"second", b"two", 300)));
+    assert!(
+        st.flush(Duration::from_secs(10)),
+        "the refused batch blocks the queue"
+    );
+    assert!(st.delete(b"first"));
+    assert!(
+        st.flush(Duration::from_secs(10)),
+        "a later write is blocked"
+    );
+    assert_eq!(
+        raw_get(&redis, &st.key(b"first")),
+        None,
+        "the later DEL landed"
+    );
+    assert_eq!(raw_get(&redis, &st.key(b"second")), None);
+    let s = st.stats();
+    assert!(s.errors > errors, "the refused batch is counted: {s:?}");
+    assert!(!st.breaker_open(), "Redis answered: {s:?}");
+}
+
+/// While a batch keeps failing (writes paused with `CLIENT PAUSE … WRITE`:
+/// `SET`s hang past `writer_timeout`, `PING` still answers), the writer still
+/// runs the breaker's probe between its tries, so lookups come back (before,
+/// the writer probed only between batches: the breaker stayed open as long as
+/// the batch failed).
+#[test]
+fn the_breaker_is_probed_while_a_batch_keeps_failing() {
+    let redis = RedisServer::start();
+    let st = store(
+        config(&redis.url())
+            .timeout(Duration::from_millis(100))
+            .writer_timeout(Duration::from_millis(200))
+            .breaker(1, Duration::from_millis(50), Duration::from_millis(100)),
+    );
+    assert!(st.store(&session(b"first", b"one", 300)));
+    settle(&[&st]);
+    assert_eq!(
+        redis.cli(&["CLIENT", "PAUSE", "120000", "WRITE"]).trim(),
+        "OK"
+    );
+    // A write that cannot land: the writer retries it.
+    assert!(st.store(&session(b"second", b"two", 300)));
+    // A take is a write too: it times out and opens the breaker.
+    assert!(matches!(st.take(b"first"), Lookup::Unavailable));
+    assert!(st.breaker_open());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while st.breaker_open() {
+        assert!(
+            Instant::now() < deadline,
+            "never probed while the batch failed: {:?}",
+            st.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Reads work meanwhile.
+    assert!(matches!(st.fetch(b"first"), Lookup::Found(_)));
+    assert!(!st.flush(Duration::ZERO), "the batch is still failing");
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    settle(&[&st]);
 }

@@ -209,11 +209,17 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose nodes get extra command-line arguments (e.g.
+    /// `["--rename-command", "GETDEL", ""]`).
+    pub fn start_with(args: &[&str]) -> Self {
         let mut nodes: Vec<RedisServer> = Vec::new();
         while nodes.len() < 3 {
             let p = free_port();
             if nodes.iter().all(|n| n.port != p) {
-                nodes.push(RedisServer::start_on(p, true));
+                nodes.push(RedisServer::start_full(p, true, args));
             }
         }
         let addrs: Vec<String> = nodes

@@ -128,9 +128,11 @@ impl RedisConfig {
     }
 
     /// The background writer's limit on connecting and on each read and write of
-    /// a batch (default 1 s). A batch that fails is sent again (after a back-off,
-    /// on a new connection) until it succeeds or the store is dropped; meanwhile
-    /// the queue fills and further writes are dropped and counted.
+    /// a batch (default 1 s). A batch that fails (I/O error, timeout) is sent
+    /// again (after a back-off, on a new connection) until it succeeds or the
+    /// store is dropped; meanwhile the queue fills and further writes are dropped
+    /// and counted. A batch the server refuses (an error reply: `OOM`,
+    /// `READONLY`, `NOPERM`...) is dropped and counted in `errors`.
     #[must_use]
     pub fn writer_timeout(mut self, timeout: Duration) -> Self {
         self.writer_timeout = timeout.max(Duration::from_millis(1));

@@ -25,8 +25,8 @@
 //!   turned off with [`RedisConfig::propagate_removes`]); the local tier's
 //!   housekeeping (evictions, expiries, flushes) and its takes never reach Redis.
 //!   [`RedisStore::flush`] waits until queued writes and deletes reached Redis;
-//! - [`RedisStore::take`] is an atomic `GETDEL` (`MULTI GET DEL EXEC` on Redis
-//!   < 6.2): of two servers racing for one TLS 1.3 ticket exactly one gets it.
+//! - [`RedisStore::take`] is an atomic `GETDEL` (an `EVAL` script, `GET` then
+//!   `DEL`, on Redis < 6.2): of two servers racing for one TLS 1.3 ticket exactly one gets it.
 //!   [`RedisRustlsStore`] wires it into rustls's `take`.
 //!
 //! Faults: a lookup has one total deadline, [`RedisConfig::timeout`] (default

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 enum Backend {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    /// A cluster client is built per connect ([`Link::cluster_client`]): its
+    /// timeouts are that connect's limit.
+    Cluster,
 }
 
 /// One connection.
@@ -67,19 +69,18 @@ impl Call<'_> {
         self.conn.set_timeouts(left)?;
         cmd.query(self.conn.as_dyn())
     }
+}
 
-    /// Runs `pipe` (on a cluster: on the node of its first key) within what is
-    /// left of the deadline.
-    pub(super) fn query_pipe<T: FromRedisValue>(
-        &mut self,
-        pipe: &redis::Pipeline,
-    ) -> RedisResult<T> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out());
+/// `Instant::now() + d`, or the latest instant representable when that
+/// overflows (`Duration::MAX` in a setting: "no deadline", never a panic).
+pub(super) fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
         }
-        self.conn.set_timeouts(left)?;
-        pipe.query(self.conn.as_dyn())
+        d /= 2;
     }
 }
 
@@ -130,6 +131,8 @@ pub(super) struct Link {
     pool: Mutex<Vec<Conn>>,
     pool_size: usize,
     connect_timeout: Duration,
+    /// A lookup's whole deadline (the check build of a cluster client).
+    lookup_timeout: Duration,
     pub(super) breaker: Breaker,
 }
 
@@ -154,6 +157,7 @@ impl Link {
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             connect_timeout: config.connect_timeout,
+            lookup_timeout: config.timeout,
             breaker: Breaker::new(
                 config.breaker_threshold,
                 config.breaker_backoff,
@@ -193,16 +197,10 @@ impl Link {
             }
         }
         let backend = if self.cluster {
-            Backend::Cluster(
-                redis::cluster::ClusterClient::builder(resolved.clone())
-                    .connection_timeout(self.connect_timeout)
-                    // One retry: enough to follow a MOVED redirect; each try gets
-                    // half of what is left of the deadline (`Conn::set_timeouts`).
-                    .retries(1)
-                    .min_retry_wait(0)
-                    .max_retry_wait(self.cluster_retry_wait)
-                    .build()?,
-            )
+            // Built here only to check the node list; each connect builds its
+            // own with its own limit.
+            self.cluster_client(&resolved, self.lookup_timeout)?;
+            Backend::Cluster
         } else {
             Backend::Single(redis::Client::open(resolved[0].clone())?)
         };
@@ -210,6 +208,30 @@ impl Link {
             Some(Arc::new((resolved, backend)));
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(true)
+    }
+
+    /// A cluster client for `nodes` whose own commands while connecting are
+    /// bounded by `limit`. Connecting a cluster connection (`get_connection`)
+    /// runs commands of its own (each seed's `PING`, `CLUSTER SLOTS`, a `PING`
+    /// to each node) before `Conn::set_timeouts` can apply: without a response
+    /// timeout a node that stalls after accepting blocks the caller for ever.
+    /// Each connect is bounded by `limit` (at most the connect timeout), each
+    /// reply by `limit`.
+    fn cluster_client(
+        &self,
+        nodes: &[ConnectionInfo],
+        limit: Duration,
+    ) -> RedisResult<redis::cluster::ClusterClient> {
+        let limit = limit.max(Duration::from_micros(1));
+        redis::cluster::ClusterClient::builder(nodes.to_vec())
+            .connection_timeout(self.connect_timeout.min(limit))
+            .response_timeout(limit)
+            // One retry: enough to follow a MOVED redirect; each try gets half
+            // of what is left of the deadline (`Conn::set_timeouts`).
+            .retries(1)
+            .min_retry_wait(0)
+            .max_retry_wait(self.cluster_retry_wait)
+            .build()
     }
 
     /// A new connection, made within `limit`; an error if no name has
@@ -232,9 +254,9 @@ impl Link {
         bump(&stats.connects);
         Ok(match &backend.1 {
             Backend::Single(client) => Conn::Single(client.get_connection_with_timeout(limit)?),
-            // The cluster client's connect timeout is set at build time (the
-            // configured connect timeout).
-            Backend::Cluster(client) => Conn::Cluster(client.get_connection()?),
+            Backend::Cluster => {
+                Conn::Cluster(self.cluster_client(&backend.0, limit)?.get_connection()?)
+            }
         })
     }
 
@@ -282,7 +304,7 @@ impl Link {
         limit: Duration,
         mut f: impl FnMut(&mut Call<'_>) -> RedisResult<T>,
     ) -> Result<T, Failure> {
-        let deadline = Instant::now() + limit;
+        let deadline = instant_after(limit);
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let was_pooled = pooled.is_some();
         let mut run = |conn: Option<Conn>| {

@@ -3,7 +3,7 @@
 //! A full queue drops the write (counted); nothing on a handshake waits on Redis
 //! for a write.
 
-use super::pool::{count_error, Conn};
+use super::pool::{count_error, instant_after, Conn};
 use super::stats::{bump, AtomicStats};
 use super::store::{Shared, GETDEL_NO, GETDEL_UNKNOWN, GETDEL_YES};
 use std::collections::VecDeque;
@@ -137,10 +137,16 @@ impl Queue {
         }
     }
 
+    /// Whether the batch being sent holds `key` (tests).
+    #[cfg(test)]
+    pub(super) fn sending(&self, key: &[u8]) -> bool {
+        self.lock().in_flight.iter().any(|k| k == key)
+    }
+
     /// Waits until every queued write was sent (acknowledged or given up at
     /// shutdown), at most `timeout`. Returns whether the queue drained.
     pub(super) fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = instant_after(timeout);
         let mut st = self.lock();
         while !(st.ops.is_empty() && st.in_flight.is_empty()) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -163,10 +169,6 @@ impl Queue {
         self.work.notify_all();
     }
 
-    fn is_shutdown(&self) -> bool {
-        self.lock().shutdown
-    }
-
     /// Sleeps `d` unless shut down first; returns whether shut down.
     fn sleep(&self, d: Duration) -> bool {
         let st = self.lock();
@@ -184,6 +186,8 @@ impl Queue {
 /// The writer thread's body: [`run_writer`], started again if it panics (a bug;
 /// counted in `errors`), so the queue never stops draining.
 pub(super) fn run_writer_catching(shared: Arc<Shared>) {
+    // A writer that panics at once again must not restart in a hot loop.
+    let mut backoff = Duration::from_millis(10);
     loop {
         let s = Arc::clone(&shared);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_writer(s))).is_ok() {
@@ -199,24 +203,102 @@ pub(super) fn run_writer_catching(shared: Arc<Shared>) {
         if st.shutdown {
             return;
         }
+        drop(st);
+        if shared.queue.sleep(backoff) {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
-/// Asks the server whether it has `GETDEL` (Redis >= 6.2).
-fn detect_getdel(shared: &Shared, conn: &mut Conn) {
+/// Asks the server whether it has `GETDEL` (Redis >= 6.2). If the question
+/// fails other than by the server's refusal (an I/O error, a timeout), the
+/// connection is dropped: a late reply would be read as the next pipeline's.
+fn detect_getdel(shared: &Shared, conn: &mut Option<Conn>) {
     if shared.getdel.load(Ordering::Relaxed) != GETDEL_UNKNOWN {
         return;
     }
+    let Some(c) = conn.as_mut() else {
+        return;
+    };
     let info: redis::RedisResult<Vec<redis::Value>> = redis::cmd("COMMAND")
         .arg("INFO")
         .arg("GETDEL")
-        .query(conn.as_dyn());
-    if let Ok(v) = info {
-        let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
-        shared.getdel.store(
-            if known { GETDEL_YES } else { GETDEL_NO },
-            Ordering::Relaxed,
-        );
+        .query(c.as_dyn());
+    match info {
+        Ok(v) => {
+            let known = matches!(v.first(), Some(x) if *x != redis::Value::Nil);
+            shared.getdel.store(
+                if known { GETDEL_YES } else { GETDEL_NO },
+                Ordering::Relaxed,
+            );
+        }
+        // A whole reply was read (the server refused `COMMAND`, say by an ACL):
+        // the connection is in step; a take that gets "unknown command" learns.
+        Err(e) if refused_by_server(&e) => {}
+        Err(_) => *conn = None,
+    }
+}
+
+/// Whether `e` is the server's answer refusing a command (`OOM`, `READONLY`,
+/// `NOPERM`, a wrong type...): final for the batch that got it, which is then
+/// dropped (sending it again would get the same answer, ahead of every later
+/// write). I/O errors, timeouts, redirects and the transient cluster states
+/// (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`) are not: the batch is
+/// sent again.
+pub(super) fn refused_by_server(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ResponseError
+            | K::ExtensionError
+            | K::ReadOnly
+            | K::ExecAbortError
+            | K::NoScriptError
+            | K::CrossSlot
+            | K::TypeError
+    )
+}
+
+/// When the writer resolves the names next.
+fn resolve_every(cfg: &super::config::RedisConfig, resolved: bool) -> Duration {
+    if resolved {
+        cfg.resolve_interval
+    } else {
+        cfg.resolve_interval.min(Duration::from_secs(1))
+    }
+}
+
+/// Connects (if `GETDEL` support is still unknown and there is no connection)
+/// and asks whether the server has `GETDEL`.
+fn detect(shared: &Shared, conn: &mut Option<Conn>) {
+    let cfg = &shared.config;
+    if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
+        if let Ok(c) = shared.link.connect(&shared.stats, cfg.writer_timeout) {
+            if c.set_timeouts(cfg.writer_timeout).is_ok() {
+                *conn = Some(c);
+            }
+        }
+    }
+    detect_getdel(shared, conn);
+}
+
+/// The writer's timers, between batches and between the tries of one: the
+/// breaker's probe when due, the names' resolution when due.
+fn housekeeping(shared: &Shared, conn: &mut Option<Conn>, next_resolve: &mut Instant) {
+    // The breaker's probes are this thread's, never a handshake's: an open
+    // breaker skips every lookup until a probe (or a batch) gets through.
+    if shared.link.breaker.probe_due_in() == Some(Duration::ZERO) {
+        shared
+            .link
+            .probe(&shared.stats, shared.config.writer_timeout);
+    }
+    if Instant::now() >= *next_resolve {
+        if let Ok(true) = shared.link.resolve() {
+            *conn = None;
+        }
+        *next_resolve = instant_after(resolve_every(&shared.config, shared.link.resolved()));
+        detect(shared, conn);
     }
 }
 
@@ -227,40 +309,10 @@ fn run_writer(shared: Arc<Shared>) {
     let queue = &shared.queue;
     let stats = &shared.stats;
     let mut conn: Option<Conn> = None;
-    let resolve_every = |resolved: bool| {
-        if resolved {
-            cfg.resolve_interval
-        } else {
-            cfg.resolve_interval.min(Duration::from_secs(1))
-        }
-    };
-    let mut next_resolve = Instant::now() + resolve_every(shared.link.resolved());
-    let detect = |conn: &mut Option<Conn>| {
-        if shared.getdel.load(Ordering::Relaxed) == GETDEL_UNKNOWN && conn.is_none() {
-            if let Ok(c) = shared.link.connect(stats, cfg.writer_timeout) {
-                if c.set_timeouts(cfg.writer_timeout).is_ok() {
-                    *conn = Some(c);
-                }
-            }
-        }
-        if let Some(c) = conn.as_mut() {
-            detect_getdel(&shared, c);
-        }
-    };
-    detect(&mut conn);
+    let mut next_resolve = instant_after(resolve_every(cfg, shared.link.resolved()));
+    detect(&shared, &mut conn);
     loop {
-        // The breaker's probes are this thread's, never a handshake's: an open
-        // breaker skips every lookup until a probe (or a batch) gets through.
-        if shared.link.breaker.probe_due_in() == Some(Duration::ZERO) {
-            shared.link.probe(stats, cfg.writer_timeout);
-        }
-        if Instant::now() >= next_resolve {
-            if let Ok(true) = shared.link.resolve() {
-                conn = None;
-            }
-            next_resolve = Instant::now() + resolve_every(shared.link.resolved());
-            detect(&mut conn);
-        }
+        housekeeping(&shared, &mut conn, &mut next_resolve);
         let batch: Vec<Op> = {
             let mut st = queue.lock();
             loop {
@@ -296,6 +348,7 @@ fn run_writer(shared: Arc<Shared>) {
             continue;
         }
         let mut backoff = Duration::from_millis(10);
+        let mut given_up = false;
         loop {
             match send(&shared, &mut conn, &batch) {
                 Ok((sets, dels)) => {
@@ -306,14 +359,28 @@ fn run_writer(shared: Arc<Shared>) {
                     stats.deletes.fetch_add(dels, Ordering::Relaxed);
                     break;
                 }
+                Err(e) if refused_by_server(&e) => {
+                    // The server answered, refusing a command (OOM, READONLY,
+                    // NOPERM...): the same batch would be refused again, ahead
+                    // of every later write. Dropped (the pipeline's other
+                    // commands ran), counted in `errors`.
+                    count_error(stats, &e);
+                    shared.link.breaker.succeeded_elsewhere();
+                    conn = None;
+                    break;
+                }
                 Err(e) => {
                     count_error(stats, &e);
                     // Its state is unknown: a new connection for the retry.
                     conn = None;
                     if queue.sleep(backoff) {
+                        given_up = true;
                         break; // shut down: the batch is given up
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                    // While it fails: the names may have moved (a failover),
+                    // and the breaker's probe may be due.
+                    housekeeping(&shared, &mut conn, &mut next_resolve);
                 }
             }
         }
@@ -327,7 +394,7 @@ fn run_writer(shared: Arc<Shared>) {
             return;
         }
         drop(st);
-        if queue.is_shutdown() && conn.is_none() {
+        if given_up {
             // Shut down while failing: what is left is given up.
             let mut st = queue.lock();
             st.ops.clear();
@@ -342,10 +409,17 @@ fn run_writer(shared: Arc<Shared>) {
 fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisResult<(u64, u64)> {
     let cfg = &shared.config;
     if conn.is_none() {
-        let mut c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+        let c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
         c.set_timeouts(cfg.writer_timeout)?;
-        detect_getdel(shared, &mut c);
         *conn = Some(c);
+        detect_getdel(shared, conn);
+        if conn.is_none() {
+            // The question failed and took the connection: a clean one for
+            // the batch (asked again at the next connect).
+            let c = shared.link.connect(&shared.stats, cfg.writer_timeout)?;
+            c.set_timeouts(cfg.writer_timeout)?;
+            *conn = Some(c);
+        }
     }
     let Some(c) = conn.as_mut() else {
         return Err(super::pool::timed_out());
@@ -398,4 +472,61 @@ fn send(shared: &Shared, conn: &mut Option<Conn>, batch: &[Op]) -> redis::RedisR
         }
     }
     Ok((sets, dels))
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use crate::integrations::redis::config::RedisConfig;
+    use crate::integrations::redis::pool::Link;
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicU8;
+
+    /// A "server" that completes the connection setup (the client's `CLIENT
+    /// SETINFO` pipeline) and then answers nothing.
+    fn silent_server() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    if conn.read(&mut buf).is_ok_and(|n| n > 0) {
+                        let _ = conn.write_all(b"+OK\r\n+OK\r\n");
+                    }
+                    while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        format!("redis://127.0.0.1:{port}/")
+    }
+
+    /// `COMMAND INFO GETDEL` timed out: the connection is dropped (its late reply
+    /// would be read as the next pipeline's).
+    #[test]
+    fn a_getdel_detection_that_times_out_drops_the_connection() {
+        let config = RedisConfig::new(silent_server())
+            .insecure_plaintext()
+            .writer_timeout(Duration::from_millis(50));
+        let shared = Shared {
+            link: Link::new(&config).unwrap(),
+            queue: Queue::new(16),
+            stats: AtomicStats::default(),
+            getdel: AtomicU8::new(GETDEL_UNKNOWN),
+            config,
+        };
+        let c = shared
+            .link
+            .connect(&shared.stats, Duration::from_secs(5))
+            .expect("the setup is answered");
+        c.set_timeouts(Duration::from_millis(50)).unwrap();
+        let mut conn = Some(c);
+        detect(&shared, &mut conn);
+        assert_eq!(shared.getdel.load(Ordering::Relaxed), GETDEL_UNKNOWN);
+        assert!(
+            conn.is_none(),
+            "a connection with a reply in flight was kept"
+        );
+    }
 }

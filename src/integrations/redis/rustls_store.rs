@@ -104,7 +104,15 @@ impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
         if withdrawn == Withdrawn::Queued {
             return self.local.take(key);
         }
-        match self.redis.take(key) {
+        let taken = self.redis.take(key);
+        if withdrawn == Withdrawn::InFlight {
+            // Its SET is being sent (or resent after a failed try): it may land
+            // after this lookup, whatever the lookup answered (found, absent or
+            // unavailable), and would be resumed again elsewhere. Delete it
+            // behind it (the queue keeps order).
+            self.redis.delete(key);
+        }
+        match taken {
             Lookup::Found(s) => {
                 drop(self.local.cache().take(key));
                 let cache = self.local.cache();
@@ -117,10 +125,6 @@ impl ::rustls::server::StoresServerSessions for RedisRustlsStore {
             }
             Lookup::Absent => {
                 drop(self.local.cache().take(key));
-                if withdrawn == Withdrawn::InFlight {
-                    // Its SET may land after this GETDEL: delete it behind it.
-                    self.redis.delete(key);
-                }
                 self.takes.bump(Counter::Misses);
                 None
             }
@@ -139,5 +143,39 @@ impl fmt::Debug for RedisRustlsStore {
             .field("local", &self.local)
             .field("redis", &self.redis)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(tls_session_cache_loom)))]
+mod tests {
+    use super::*;
+    use crate::RedisConfig;
+    use rustls::server::StoresServerSessions;
+    use std::time::{Duration, Instant};
+
+    /// A ticket taken while its `SET` is being sent (here: resent forever, Redis
+    /// unreachable) gets a `DEL` queued behind the `SET`, whatever the lookup
+    /// answered (here `Unavailable`): else the `SET` lands later and another
+    /// server can resume the ticket again.
+    #[test]
+    fn a_take_while_the_set_is_in_flight_queues_a_del() {
+        let redis = RedisStore::new(
+            RedisConfig::new("redis://127.0.0.1:1/")
+                .encryption_key([1; 32])
+                .drop_timeout(Duration::ZERO),
+        )
+        .unwrap();
+        let store = RedisRustlsStore::new(0, Arc::clone(&redis));
+        assert!(store.put(b"ticket".to_vec(), b"state".to_vec()));
+        assert_eq!(redis.stats().queued, 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !redis.sending(b"ticket") {
+            assert!(Instant::now() < deadline, "the writer never took the batch");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Redis unavailable: the local tier decides (it has the ticket)...
+        assert_eq!(store.take(b"ticket").as_deref(), Some(&b"state"[..]));
+        // ...and the SET being sent is deleted behind it.
+        assert_eq!(redis.stats().queued, 2, "{:?}", redis.stats());
     }
 }

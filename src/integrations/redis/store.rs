@@ -52,6 +52,11 @@ pub(super) const GETDEL_UNKNOWN: u8 = 0;
 pub(super) const GETDEL_YES: u8 = 1;
 pub(super) const GETDEL_NO: u8 = 2;
 
+/// The take without `GETDEL` (Redis 2.6 to 6.0): a script runs atomically, and
+/// on a cluster it is routed by its one key.
+const TAKE_SCRIPT: &str =
+    "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v";
+
 /// Whether `e` says the server does not know the command.
 fn unknown_command(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::ResponseError
@@ -257,8 +262,10 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         }
     }
 
-    /// `GETDEL key`, or on a server without it (Redis < 6.2) the transaction
-    /// `MULTI; GET key; DEL key; EXEC`, as atomic.
+    /// `GETDEL key`, or on a server without it (Redis < 6.2) the script
+    /// [`TAKE_SCRIPT`] (`GET`, then `DEL` if found), as atomic, one round trip,
+    /// on one server or a cluster (which cannot run a `MULTI`/`EXEC`
+    /// transaction through the `redis` crate's cluster connection).
     fn take_in(&self, c: &mut Call<'_>, key: &[u8]) -> redis::RedisResult<Option<Vec<u8>>> {
         let getdel = &self.shared.getdel;
         if getdel.load(Ordering::Relaxed) != GETDEL_NO {
@@ -267,15 +274,7 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
                 other => return other,
             }
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("GET")
-            .arg(key)
-            .cmd("DEL")
-            .arg(key)
-            .ignore();
-        let (v,): (Option<Vec<u8>>,) = c.query_pipe(&pipe)?;
-        Ok(v)
+        c.query::<Option<Vec<u8>>>(redis::cmd("EVAL").arg(TAKE_SCRIPT).arg(1).arg(key))
     }
 
     /// `GET`: the session stored under `id`, checked; within one deadline
@@ -289,8 +288,9 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     /// deadline. A value that fails the checks is removed too and is `Absent`.
     ///
     /// On a server without `GETDEL` (Redis < 6.2, detected when the writer
-    /// connects or from the first "unknown command" answer) the take is the
-    /// transaction `MULTI; GET; DEL; EXEC`, as atomic, one round trip too.
+    /// connects or from the first "unknown command" answer) the take is a Lua
+    /// script (`EVAL`: `GET`, then `DEL` if found), as atomic, one round trip
+    /// too, on one server or a cluster.
     pub fn take(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
         self.lookup(id, true)
     }
@@ -354,6 +354,14 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         self.shared
             .queue
             .withdraw_set(&self.key(id), &self.shared.stats)
+    }
+}
+
+#[cfg(test)]
+impl<P, C: Codec<P>> RedisStore<P, C> {
+    /// Whether the writer's current batch holds the `SET` of `id`.
+    pub(super) fn sending(&self, id: &[u8]) -> bool {
+        self.shared.queue.sending(&self.key(id))
     }
 }
 
@@ -477,6 +485,33 @@ mod tests {
             RedisStore::new(RedisConfig::new("not a url").encryption_key([3; 32])),
             Err(RedisStoreError::Url(_))
         ));
+    }
+
+    /// `Duration::MAX` in any duration setting: no panic (each one used to
+    /// overflow `Instant + Duration`: on every lookup, in `flush`, in `Drop`, and
+    /// in the writer, which then restarted in a hot loop).
+    #[test]
+    fn extreme_durations_do_not_panic() {
+        let max = Duration::MAX;
+        let store = RedisStore::new(
+            RedisConfig::new("redis://127.0.0.1:1/")
+                .encryption_key([1; 32])
+                .timeout(max)
+                .connect_timeout(max)
+                .writer_timeout(max)
+                .drop_timeout(max)
+                .resolve_interval(max)
+                .breaker(1, max, max),
+        )
+        .unwrap();
+        // Connection refused at once: unavailable, whatever the deadline.
+        assert!(matches!(store.fetch(b"x"), Lookup::Unavailable));
+        assert!(matches!(store.fetch(b"x"), Lookup::Unavailable)); // skipped
+        assert!(store.flush(max), "nothing queued: drained");
+        // The writer's own timers: give it a moment to run into them.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(store.stats().errors, 1, "{:?}", store.stats()); // the lookup
+        drop(store); // waits for an empty queue: at once
     }
 
     #[test]

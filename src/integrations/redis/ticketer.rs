@@ -54,7 +54,7 @@ pub struct TicketerOptions {
     /// How often each server reads the keys from Redis (default 30 s; at least
     /// 10 ms).
     pub refresh_interval: Duration,
-    /// How long a rotation lease is held (default 10 s).
+    /// How long a rotation lease is held (default 10 s; at most 2^40 ms).
     pub lease: Duration,
     /// The lifetime told to clients (default `rotation_interval ×
     /// previous_keys`, at most 7 days).
@@ -361,9 +361,10 @@ impl Inner {
         if !due {
             return Ok(keys);
         }
+        // Redis refuses a `PX` beyond its range: at most 2^40 ms (~35 years).
         let lease_ms = u64::try_from(self.options.lease.as_millis())
             .unwrap_or(u64::MAX)
-            .max(1);
+            .clamp(1, 1 << 40);
         let won = self
             .link
             .call(&self.link_stats, self.config.writer_timeout, |c| {
@@ -410,6 +411,11 @@ impl Inner {
     /// One refresh; returns whether Redis answered.
     fn refresh(&self) -> bool {
         let _ = self.link.resolve();
+        // Nothing else probes this link's breaker: once open, a refresh after
+        // its back-off probes (`PING`), and a success closes it. Without this it
+        // would stay open for good after `threshold` failed refreshes.
+        self.link
+            .probe(&self.link_stats, self.config.writer_timeout);
         let fetched = self.read().and_then(|k| self.rotate(k));
         let held = self.current();
         let window = self
