@@ -171,6 +171,8 @@ struct Tally {
 impl Tally {
     /// p50 and p99 (microseconds) of the connections that resumed (`true`) or
     /// of all of them (`false`).
+    // Only the `--redis` tables (feature `redis`) print percentiles.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn percentiles(&self, resumed_only: bool) -> Option<(u64, u64)> {
         let times = self.times_us.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<u64> = times
