@@ -213,3 +213,156 @@ fn an_extreme_lease_still_rotates() {
     assert_eq!(t.current_generation(), Some(1), "{:?}", t.stats());
     assert!(!t.stats().local_only);
 }
+
+/// M3: a key past the window (`rotation_interval × (previous_keys + 1)` after it
+/// was made) opens no ticket, even while it is still held because rotation has
+/// stopped (Redis down); and it seals none past `rotation_interval × 2`: a local
+/// key then (before the fix the stale key sealed and opened for ever).
+#[test]
+fn a_key_past_the_window_opens_nothing_even_when_rotation_stops() {
+    let mut redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let (ta, tb) = (
+        ticketer(&redis.url(), &clock),
+        ticketer(&redis.url(), &clock),
+    );
+    let (sa, sb) = (server(TLS13, &ta), server(TLS13, &tb));
+    let stolen = client_config(TLS13);
+    assert_eq!(connect(&stolen, &sa), HandshakeKind::Full);
+    redis.kill(); // no rotation from now on
+    clock.advance(2 * HOUR - Duration::from_secs(1));
+    assert!(!tb.refresh_now());
+    // Still within the window: resumes (the key is refused only past it).
+    assert_eq!(connect(&stolen, &sb), HandshakeKind::Resumed, "within");
+    clock.advance(Duration::from_secs(1)); // created + window <= now
+    assert_eq!(
+        connect(&stolen, &sb),
+        HandshakeKind::Full,
+        "past the window"
+    );
+    assert!(tb.stats().rejected >= 1, "{:?}", tb.stats());
+    // New tickets: the stale key does not seal; after a refresh a local key.
+    assert!(!ta.refresh_now());
+    assert!(ta.stats().local_only, "{:?}", ta.stats());
+    let fresh = client_config(TLS13);
+    assert_eq!(connect(&fresh, &sa), HandshakeKind::Full);
+    assert_eq!(connect(&fresh, &sa), HandshakeKind::Resumed, "local key");
+}
+
+/// M3: a `created` stamped in the future (a rotator's clock far ahead) counts
+/// from when the key was first seen: the key still ages out of the window.
+#[test]
+fn a_key_created_in_the_future_still_ages_out() {
+    let mut redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let ahead = ManualClock::new(clock.now() + 100 * 3600);
+    let _rotator = ticketer(&redis.url(), &ahead); // makes the list, stamped +100 h
+    let ta = ticketer(&redis.url(), &clock);
+    assert_eq!(ta.current_generation(), Some(1));
+    let sa = server(TLS13, &ta);
+    let stolen = client_config(TLS13);
+    assert_eq!(connect(&stolen, &sa), HandshakeKind::Full);
+    redis.kill();
+    clock.advance(2 * HOUR);
+    assert_eq!(
+        connect(&stolen, &sa),
+        HandshakeKind::Full,
+        "past the window"
+    );
+}
+
+/// M3: a replayed older key list (an old Redis value written back) is not
+/// installed: the newer keys are kept, and the lease winner writes them back.
+#[test]
+fn a_replayed_older_key_list_is_refused() {
+    let redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let (ta, tb) = (
+        ticketer(&redis.url(), &clock),
+        ticketer(&redis.url(), &clock),
+    );
+    let get = || -> Vec<u8> {
+        redis::cmd("GET")
+            .arg("tickets:ticket-keys")
+            .query(&mut redis.conn())
+            .unwrap()
+    };
+    let old_value = get();
+    rotate(&clock, &[&ta, &tb]);
+    rotate(&clock, &[&ta, &tb]);
+    assert_eq!(ta.current_generation(), Some(3));
+    let (sa, sb) = (server(TLS13, &ta), server(TLS13, &tb));
+    let current = client_config(TLS13);
+    assert_eq!(connect(&current, &sa), HandshakeKind::Full);
+
+    let _: () = redis::cmd("SET")
+        .arg("tickets:ticket-keys")
+        .arg(&old_value)
+        .query(&mut redis.conn())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5)); // the 1 ms lease is gone
+    assert!(ta.refresh_now());
+    assert!(tb.refresh_now());
+    assert_eq!(ta.current_generation(), Some(3), "{:?}", ta.stats());
+    assert_eq!(tb.current_generation(), Some(3), "{:?}", tb.stats());
+    assert_ne!(get(), old_value, "the newer keys were written back");
+    assert_eq!(connect(&current, &sb), HandshakeKind::Resumed);
+    // Rotation goes on from the newer generation.
+    rotate(&clock, &[&ta, &tb]);
+    assert_eq!(tb.current_generation(), Some(4));
+}
+
+/// M3: a rotation lease with no expiry (`PTTL` -1) is given one, so rotation
+/// resumes (before the fix `SET NX` never succeeded again).
+#[test]
+fn a_lease_with_no_ttl_is_expired_and_rotation_resumes() {
+    let redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let ta = ticketer(&redis.url(), &clock);
+    assert_eq!(ta.current_generation(), Some(1));
+    let _: () = redis::cmd("SET")
+        .arg("tickets:ticket-keys:lease")
+        .arg("stuck")
+        .query(&mut redis.conn())
+        .unwrap();
+    clock.advance(HOUR + Duration::from_secs(1));
+    assert!(ta.refresh_now());
+    assert_eq!(ta.current_generation(), Some(1), "the lease is held");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("tickets:ticket-keys:lease")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_ne!(pttl, -1, "the lease got an expiry");
+    std::thread::sleep(Duration::from_millis(5)); // that 1 ms expiry is gone
+    assert!(ta.refresh_now());
+    assert_eq!(ta.current_generation(), Some(2), "{:?}", ta.stats());
+}
+
+/// M4: the key list deleted (Redis restarted empty, `FLUSHALL`): the lease
+/// winner rebuilds it from the keys it holds, so tickets already issued still
+/// resume fleet-wide, and generations keep increasing.
+#[test]
+fn a_deleted_key_list_is_rebuilt_from_the_keys_held() {
+    let redis = RedisServer::start();
+    let clock = ManualClock::new(SystemClock.now());
+    let (ta, tb) = (
+        ticketer(&redis.url(), &clock),
+        ticketer(&redis.url(), &clock),
+    );
+    let (sa, sb) = (server(TLS13, &ta), server(TLS13, &tb));
+    let issued = client_config(TLS13);
+    assert_eq!(connect(&issued, &sa), HandshakeKind::Full);
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    rotate(&clock, &[&ta, &tb]); // A rebuilds (and rotates: the key is due)
+    assert_eq!(ta.current_generation(), Some(2), "{:?}", ta.stats());
+    assert_eq!(tb.current_generation(), Some(2), "{:?}", tb.stats());
+    assert_eq!(connect(&issued, &sa), HandshakeKind::Resumed, "on A");
+    assert_eq!(connect(&issued, &sb), HandshakeKind::Resumed, "on B");
+    // Not due: the held list is written back as it is.
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(tb.refresh_now());
+    assert!(ta.refresh_now());
+    assert_eq!(ta.current_generation(), Some(2));
+    assert_eq!(connect(&issued, &sa), HandshakeKind::Resumed, "on A");
+}

@@ -132,16 +132,28 @@ struct Keys {
     local: Vec<TicketKey>,
 }
 
+/// A key's age at `now`; a `created` in the future counts as now (age 0).
+fn age(k: &TicketKey, now: u64) -> u64 {
+    now.saturating_sub(k.created)
+}
+
 impl Keys {
-    fn sealing(&self) -> Option<&TicketKey> {
-        self.fleet.first().or_else(|| self.local.first())
+    /// The key sealing new tickets: the newest fleet key, else the newest local
+    /// key, if younger than `max_age` (none: no ticket is issued).
+    fn sealing(&self, now: u64, max_age: u64) -> Option<&TicketKey> {
+        [self.fleet.first(), self.local.first()]
+            .into_iter()
+            .flatten()
+            .find(|k| age(k, now) < max_age)
     }
 
-    fn find(&self, name: &[u8]) -> Option<&TicketKey> {
+    /// The key named `name`, if younger than `window`.
+    fn find(&self, name: &[u8], now: u64, window: u64) -> Option<&TicketKey> {
         self.fleet
             .iter()
             .chain(&self.local)
             .find(|k| k.name == name)
+            .filter(|k| age(k, now) < window)
     }
 }
 
@@ -195,6 +207,9 @@ struct Inner {
     decrypted: AtomicU64,
     rejected: AtomicU64,
     local_only: AtomicBool,
+    /// The highest fleet generation this server installed: an older list read
+    /// from Redis (a replayed value) is refused.
+    max_generation: AtomicU64,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -270,6 +285,7 @@ impl RedisTicketer {
             decrypted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             local_only: AtomicBool::new(false),
+            max_generation: AtomicU64::new(0),
             stop: (Mutex::new(false), Condvar::new()),
         });
         inner.refresh();
@@ -318,7 +334,28 @@ impl Inner {
         self.config.clock.now()
     }
 
+    /// A key opens tickets while younger than this: `rotation_interval ×
+    /// (previous_keys + 1)`, in seconds.
+    fn window(&self) -> u64 {
+        self.rotation()
+            .saturating_mul(self.options.previous_keys as u64 + 1)
+    }
+
+    /// `rotation_interval` in seconds (at least 1).
+    fn rotation(&self) -> u64 {
+        self.options.rotation_interval.as_secs().max(1)
+    }
+
+    /// A key seals new tickets while younger than this: `rotation_interval × 2`.
+    fn seal_max(&self) -> u64 {
+        self.rotation().saturating_mul(2)
+    }
+
     fn install(&self, keys: Keys) {
+        if let Some(k) = keys.fleet.first() {
+            self.max_generation
+                .fetch_max(k.generation, Ordering::Relaxed);
+        }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }
 
@@ -340,20 +377,50 @@ impl Inner {
         let Some(v) = v.map(Zeroizing::new) else {
             return Ok(None);
         };
-        match self
+        let Some(mut keys) = self
             .ring
             .open_tickets(&self.blob_key, &v)
             .and_then(|pt| decode_keys(&pt))
-        {
-            Some(keys) if !keys.is_empty() => Ok(Some(keys)),
-            _ => Err(()),
+            .filter(|k| !k.is_empty())
+        else {
+            return Err(());
+        };
+        // A list older than one this server installed is a replayed value: it is
+        // not installed, and the lease winner writes a newer one (see `rotate`).
+        let newest = keys.iter().map(|k| k.generation).max().unwrap_or(0);
+        if newest < self.max_generation.load(Ordering::Relaxed) {
+            return Ok(None);
         }
+        // A `created` in the future (a rotator's clock ahead) counts from when
+        // this server first saw the key, so the key still ages out.
+        let now = self.now();
+        let held = self.current();
+        for k in &mut keys {
+            let first_seen = held
+                .fleet
+                .iter()
+                .find(|h| h.name == k.name)
+                .map_or(now, |h| h.created);
+            k.created = k.created.min(first_seen).min(now);
+        }
+        Ok(Some(keys))
+    }
+
+    /// The fleet keys held that are still within the window, newest first.
+    fn held_fleet(&self, now: u64) -> Vec<TicketKey> {
+        let window = self.window();
+        self.current()
+            .fleet
+            .iter()
+            .filter(|k| age(k, now) < window)
+            .cloned()
+            .collect()
     }
 
     /// Rotates if due and the lease is won; returns the keys to use.
     fn rotate(&self, keys: Option<Vec<TicketKey>>) -> Result<Option<Vec<TicketKey>>, ()> {
         let now = self.now();
-        let rotation = self.options.rotation_interval.as_secs().max(1);
+        let rotation = self.rotation();
         let due = keys
             .as_ref()
             .and_then(|k| k.first())
@@ -380,6 +447,9 @@ impl Inner {
             .map_err(|_| ())?
             .is_some();
         if !won {
+            // A lease with no expiry (written by hand or by an attacker with
+            // write access) would stop rotation for good: give it one.
+            self.expire_stuck_lease(lease_ms);
             return Ok(keys); // another server rotates; picked up next refresh
         }
         // Someone may have rotated just before the lease was won.
@@ -391,10 +461,31 @@ impl Inner {
         if !still_due {
             return Ok(keys);
         }
-        let old = keys.unwrap_or_default();
-        let generation = old.first().map_or(1, |k| k.generation.saturating_add(1));
-        let mut new = vec![TicketKey::random(generation, now)];
-        new.extend(old.into_iter().take(self.options.previous_keys));
+        // No list (Redis restarted empty, FLUSHALL) or a replayed older one:
+        // start from the keys held here, so tickets already issued still open
+        // within their window and generations keep increasing.
+        let (old, rewrite_only) = match keys {
+            Some(old) => (old, false),
+            None => {
+                let held = self.held_fleet(now);
+                let fresh = held
+                    .first()
+                    .is_some_and(|k| now < k.created.saturating_add(rotation));
+                (held, fresh)
+            }
+        };
+        let new = if rewrite_only {
+            old
+        } else {
+            let generation = old
+                .first()
+                .map_or(0, |k| k.generation)
+                .max(self.max_generation.load(Ordering::Relaxed))
+                .saturating_add(1);
+            let mut new = vec![TicketKey::random(generation, now)];
+            new.extend(old.into_iter().take(self.options.previous_keys));
+            new
+        };
         let sealed = self
             .ring
             .seal_tickets(&self.blob_key, &encode_keys(&new))
@@ -404,8 +495,24 @@ impl Inner {
                 c.query::<()>(redis::cmd("SET").arg(&self.blob_key).arg(sealed.as_slice()))
             })
             .map_err(|_| ())?;
-        self.rotations.fetch_add(1, Ordering::Relaxed);
+        if !rewrite_only {
+            self.rotations.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Some(new))
+    }
+
+    /// Gives the lease an expiry if it has none (`PTTL` -1). Best effort: an
+    /// error only delays rotation to the next refresh.
+    fn expire_stuck_lease(&self, lease_ms: u64) {
+        let _ = self
+            .link
+            .call(&self.link_stats, self.config.writer_timeout, |c| {
+                let ttl = c.query::<i64>(redis::cmd("PTTL").arg(&self.lease_key))?;
+                if ttl == -1 {
+                    c.query::<i64>(redis::cmd("PEXPIRE").arg(&self.lease_key).arg(lease_ms))?;
+                }
+                Ok(())
+            });
     }
 
     /// One refresh; returns whether Redis answered.
@@ -418,39 +525,50 @@ impl Inner {
             .probe(&self.link_stats, self.config.writer_timeout);
         let fetched = self.read().and_then(|k| self.rotate(k));
         let held = self.current();
-        let window = self
-            .options
-            .rotation_interval
-            .as_secs()
-            .saturating_mul(self.options.previous_keys as u64 + 1);
+        let window = self.window();
         let now = self.now();
+        // Keys past the window never open a ticket again: they go.
+        let live = |ks: &[TicketKey]| -> Vec<TicketKey> {
+            ks.iter()
+                .filter(|k| age(k, now) < window)
+                .cloned()
+                .collect()
+        };
+        let local = live(&held.local);
         match fetched {
             Ok(Some(fleet)) => {
                 self.refreshes.fetch_add(1, Ordering::Relaxed);
                 // Local keys stay accepted for the window, then go.
-                let local = held
-                    .local
-                    .iter()
-                    .filter(|k| now < k.created.saturating_add(window))
-                    .cloned()
-                    .collect();
-                self.local_only.store(false, Ordering::Relaxed);
-                self.install(Keys { fleet, local });
+                let mut keys = Keys {
+                    fleet: live(&fleet),
+                    local,
+                };
+                let local_only = keys.sealing(now, self.seal_max()).is_none();
+                if local_only {
+                    // The fleet's current key is too old to seal (rotation is
+                    // stuck): a local key, as when Redis is down.
+                    keys.local.insert(0, TicketKey::random(0, now));
+                }
+                self.local_only.store(local_only, Ordering::Relaxed);
+                self.install(keys);
                 true
             }
             Ok(None) | Err(()) => {
                 // Redis unreachable (or lease lost with no keys yet): keep what
-                // is held; with nothing at all, make a local key.
+                // is held within the window; with no key young enough to seal,
+                // make a local key.
                 if fetched.is_err() {
                     self.refresh_errors.fetch_add(1, Ordering::Relaxed);
                 }
-                if held.sealing().is_none() {
+                let mut keys = Keys {
+                    fleet: live(&held.fleet),
+                    local,
+                };
+                if keys.sealing(now, self.seal_max()).is_none() {
                     self.local_only.store(true, Ordering::Relaxed);
-                    self.install(Keys {
-                        fleet: Vec::new(),
-                        local: vec![TicketKey::random(0, now)],
-                    });
+                    keys.local.insert(0, TicketKey::random(0, now));
                 }
+                self.install(keys);
                 fetched.is_ok()
             }
         }
@@ -501,7 +619,7 @@ impl ::rustls::server::ProducesTickets for RedisTicketer {
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let keys = self.inner.current();
-        let k = keys.sealing()?;
+        let k = keys.sealing(self.inner.now(), self.inner.seal_max())?;
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ct = k
             .aead
@@ -526,7 +644,7 @@ impl ::rustls::server::ProducesTickets for RedisTicketer {
             let (name, rest) = cipher.split_at_checked(NAME_LEN)?;
             let (nonce, ct) = rest.split_at_checked(NONCE_LEN)?;
             let keys = self.inner.current();
-            let k = keys.find(name)?;
+            let k = keys.find(name, self.inner.now(), self.inner.window())?;
             k.aead
                 .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: name })
                 .ok()
