@@ -21,6 +21,12 @@
 //!   ([`TicketerStats::local_only`]); it stays accepted here for the window after
 //!   the fleet's keys arrive.
 //!
+//! - Keys age out by time, not only by rotation: a key `rotation_interval ×
+//!   (previous_keys + 1)` old opens nothing, one `rotation_interval × 2` old seals
+//!   nothing (a local key then), even when rotation has stopped. A list older than
+//!   one installed here (replayed) is refused, a deleted one is rebuilt from the
+//!   keys held, and a lease with no expiry is given one.
+//!
 //! A ticket is `key name (16) || nonce (24) || XChaCha20-Poly1305(state)`, the key
 //! name as associated data. A ticket whose key has left the window does not open:
 //! a full handshake.
@@ -48,8 +54,11 @@ const ENTRY_LEN: usize = 8 + 8 + NAME_LEN + 32;
 pub struct TicketerOptions {
     /// A new current key this often (default 1 h).
     pub rotation_interval: Duration,
-    /// Previous keys still accepted (default 5): a ticket resumes for at least
-    /// `rotation_interval × previous_keys` after it was issued.
+    /// Previous keys still accepted (default 5): while rotation runs a ticket
+    /// resumes for about `rotation_interval × previous_keys` after it was issued
+    /// (less the time to the next refresh), and never once its key is
+    /// `rotation_interval × (previous_keys + 1)` old, rotation or not (a key
+    /// seals new tickets only while younger than `rotation_interval × 2`).
     pub previous_keys: usize,
     /// How often each server reads the keys from Redis (default 30 s; at least
     /// 10 ms).
@@ -90,8 +99,9 @@ pub struct TicketerStats {
     pub rejected: u64,
     /// Keys held (current, previous and any local ones).
     pub keys: u64,
-    /// Whether the current key is a local one (Redis never reachable): tickets
-    /// then resume on this server only.
+    /// Whether the current key is a local one (Redis never reachable, or no fleet
+    /// key young enough to seal: rotation stopped): tickets then resume on this
+    /// server only.
     pub local_only: bool,
 }
 
