@@ -474,8 +474,20 @@ impl Inner {
         // No list (Redis restarted empty, FLUSHALL) or a replayed older one:
         // start from the keys held here, so tickets already issued still open
         // within their window and generations keep increasing.
+        let newest = keys
+            .iter()
+            .flatten()
+            .map(|k| k.generation)
+            .max()
+            .unwrap_or(0);
         let (old, rewrite_only) = match keys {
-            Some(old) => (old, false),
+            // Keys past the window are not written back.
+            Some(old) => (
+                old.into_iter()
+                    .filter(|k| age(k, now) < self.window())
+                    .collect::<Vec<_>>(),
+                false,
+            ),
             None => {
                 let held = self.held_fleet(now);
                 let fresh = held
@@ -488,8 +500,9 @@ impl Inner {
             old
         } else {
             let generation = old
-                .first()
-                .map_or(0, |k| k.generation)
+                .iter()
+                .map(|k| k.generation)
+                .fold(newest, u64::max)
                 .max(self.max_generation.load(Ordering::Relaxed))
                 .saturating_add(1);
             let mut new = vec![TicketKey::random(generation, now)];
