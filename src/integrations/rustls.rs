@@ -166,11 +166,16 @@ impl RustlsStore {
     /// `put` stores only if the cache's mode has `SERVER` and not
     /// `NO_INTERNAL_STORE`.
     pub fn with_cache(cache: SessionCache<Secret>) -> Arc<Self> {
-        Arc::new(RustlsStore {
-            cache: Arc::new(cache),
-            scope: Box::default(),
+        Arc::new(Self::from_parts(Arc::new(cache), &[]))
+    }
+
+    /// The one constructor the public ones share.
+    fn from_parts(cache: Arc<SessionCache<Secret>>, scope: &[u8]) -> Self {
+        RustlsStore {
+            cache,
+            scope: scope.into(),
             takes: Counters::new(),
-        })
+        }
     }
 
     /// A store for one `ServerConfig` over a cache shared with others: sessions
@@ -203,11 +208,7 @@ impl RustlsStore {
         if scope.len() > MAX_SID_CTX_LEN {
             return Err(Error::InvalidSidCtxLength { len: scope.len() });
         }
-        Ok(Arc::new(RustlsStore {
-            cache: Arc::clone(cache),
-            scope: scope.into(),
-            takes: Counters::new(),
-        }))
+        Ok(Arc::new(Self::from_parts(Arc::clone(cache), scope)))
     }
 
     /// The cache underneath: its length, capacity and its own statistics (which do
@@ -239,11 +240,10 @@ impl RustlsStore {
 
 impl Default for RustlsStore {
     fn default() -> Self {
-        RustlsStore {
-            cache: Arc::new(SessionCache::builder().capacity(DEFAULT_CAPACITY).build()),
-            scope: Box::default(),
-            takes: Counters::new(),
-        }
+        Self::from_parts(
+            Arc::new(SessionCache::builder().capacity(DEFAULT_CAPACITY).build()),
+            &[],
+        )
     }
 }
 
