@@ -7,7 +7,7 @@
 
 mod openssl_support;
 
-use openssl_support::{Client, Server, ServerConfig, Tls, SID_CTX};
+use openssl_support::{Client, Outcome, Server, ServerConfig, Tls, SID_CTX};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tls_session_cache::integrations::openssl::NativeSession;
@@ -104,11 +104,36 @@ fn per_full(tls: Tls) -> u64 {
     }
 }
 
+/// A full handshake that completed on the server (whatever a callback did).
+fn full_handshake(s: &Server, c: &Client) -> Outcome {
+    let full = c.connect(s, None, false);
+    assert!(!full.reused, "{:?}", c.tls);
+    assert!(
+        full.server.error.is_none(),
+        "{:?}: {:?}",
+        c.tls,
+        full.server.error
+    );
+    full
+}
+
+/// An offer of `full`'s session while the lookup panics: a miss (a full
+/// handshake), no server error, the one panic caught.
+fn panicking_lookup_is_a_miss(s: &Server, c: &Client, full: &Outcome) {
+    let r = c.connect(s, Some(&full.session), false);
+    assert!(!r.reused, "{:?}: a panicking lookup is a miss", c.tls);
+    assert!(
+        r.server.error.is_none(),
+        "{:?}: {:?}",
+        c.tls,
+        r.server.error
+    );
+    assert_eq!(caught(s), 1, "{:?}", c.tls);
+}
+
 /// After the fault is gone: a new full handshake, then its session resumes.
 fn resumes_again(s: &Server, c: &Client) {
-    let full = c.connect(s, None, false);
-    assert!(!full.reused);
-    assert!(full.server.error.is_none(), "{:?}", full.server.error);
+    let full = full_handshake(s, c);
     let r = c.connect(s, Some(&full.session), false);
     assert!(r.reused, "{:?}", c.tls);
 }
@@ -121,10 +146,7 @@ fn panicking_store_get_is_a_miss() {
         // Empty the cache so that the offer reaches the store's get callback.
         cache.flush(0);
         faults.get.store(true, Ordering::SeqCst);
-        let r = c.connect(&s, Some(&full.session), false);
-        assert!(!r.reused, "{tls:?}: a panicking lookup is a miss");
-        assert!(r.server.error.is_none(), "{tls:?}: {:?}", r.server.error);
-        assert_eq!(caught(&s), 1, "{tls:?}");
+        panicking_lookup_is_a_miss(&s, &c, &full);
         faults.get.store(false, Ordering::SeqCst);
         resumes_again(&s, &c);
         assert_eq!(caught(&s), 1, "{tls:?}");
@@ -139,13 +161,7 @@ fn panicking_store_new_keeps_the_handshake() {
     for tls in BOTH {
         let (faults, cache, s, c) = with_store(tls);
         faults.new.store(true, Ordering::SeqCst);
-        let full = c.connect(&s, None, false);
-        assert!(!full.reused);
-        assert!(
-            full.server.error.is_none(),
-            "{tls:?}: {:?}",
-            full.server.error
-        );
+        let full = full_handshake(&s, &c);
         assert_eq!(caught(&s), per_full(tls), "{tls:?}");
         assert_eq!(cache.len() as u64, per_full(tls), "{tls:?}");
         faults.new.store(false, Ordering::SeqCst);
@@ -163,13 +179,7 @@ fn panicking_clock_in_new_session_stores_nothing() {
     for tls in BOTH {
         let (clock, cache, s, c) = with_clock(tls, CacheMode::SERVER | CacheMode::UPDATE_TIME);
         clock.0.store(true, Ordering::SeqCst);
-        let full = c.connect(&s, None, false);
-        assert!(!full.reused);
-        assert!(
-            full.server.error.is_none(),
-            "{tls:?}: {:?}",
-            full.server.error
-        );
+        let full = full_handshake(&s, &c);
         assert_eq!(caught(&s), per_full(tls), "{tls:?}");
         assert_eq!(cache.len(), 0, "{tls:?}: the session is not stored");
         clock.0.store(false, Ordering::SeqCst);
@@ -189,10 +199,7 @@ fn panicking_clock_in_get_is_a_miss() {
         let full = c.connect(&s, None, false);
         let len = cache.len();
         clock.0.store(true, Ordering::SeqCst);
-        let r = c.connect(&s, Some(&full.session), false);
-        assert!(!r.reused, "{tls:?}: a panicking lookup is a miss");
-        assert!(r.server.error.is_none(), "{tls:?}: {:?}", r.server.error);
-        assert_eq!(caught(&s), 1, "{tls:?}");
+        panicking_lookup_is_a_miss(&s, &c, &full);
         clock.0.store(false, Ordering::SeqCst);
         // The failed lookup removed nothing (the full handshake added its own).
         assert_eq!(cache.len() as u64, len as u64 + per_full(tls), "{tls:?}");
