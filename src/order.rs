@@ -2,11 +2,16 @@
 //! its own mutex, each publishing its minimum in two atomics.
 //!
 //! A partition keeps its entries in a slab (reused, never shrunk below its peak)
-//! threaded two ways: a doubly linked FIFO list (`u32` links) for entries whose
-//! `(expiry, seq)` is not below the list's tail — the common case, sessions that
-//! share one timeout under a monotonic clock, O(1) — and a `BTreeMap` for the rest
-//! (O(log n)). The partition's minimum is the smaller of the list's head and the
-//! map's first entry; it is republished in the partition's `HeadCell` whenever a
+//! threaded into one doubly linked FIFO list (`u32` links) **per expiry second**,
+//! the lists found through a small `BTreeMap` from expiry to the list's ends: a
+//! new link takes a fresh `seq` under the partition mutex, so it is always the
+//! newest of its expiry and is appended in O(1) after an O(log E) lookup (E:
+//! distinct expiries in the partition: one per second of session creation time
+//! spread, whatever order sessions are added in). Only an entry re-filed with
+//! its old `seq` (an identical re-add under `UPDATE_TIME`) can fall behind its
+//! list's tail; it goes to a `BTreeMap` keyed by `(expiry, seq)` instead. The
+//! partition's minimum is the smaller of the first list's head and that map's
+//! first entry; it is republished in the partition's `HeadCell` whenever a
 //! `PartLock` is dropped, so the evictor can find the partition holding the global
 //! minimum without taking any lock.
 //!
@@ -19,7 +24,7 @@ use std::collections::BTreeMap;
 
 /// No entry (list end, empty list, free-list end).
 const NIL: u32 = u32::MAX;
-/// The `prev` of an entry filed in the sorted map rather than the list.
+/// The `prev` of an entry filed in the sorted map rather than a list.
 const SORTED: u32 = u32::MAX - 1;
 /// The `prev` of a free slab entry.
 const FREE: u32 = u32::MAX - 2;
@@ -32,6 +37,8 @@ pub(crate) type Key = (u64, u64);
 pub(crate) struct Head<P> {
     pub(crate) ptr: *const Session<P>,
     pub(crate) key: Key,
+    /// The entry's position (`(partition << 32) | index`).
+    pub(crate) pos: u64,
 }
 
 struct Entry<P> {
@@ -48,11 +55,19 @@ impl<P> Entry<P> {
     }
 }
 
+/// The first and last entry of one expiry's list.
+#[derive(Clone, Copy)]
+struct Ends {
+    head: u32,
+    tail: u32,
+}
+
 struct Inner<P> {
     slab: Vec<Entry<P>>,
     free: u32,
-    head: u32,
-    tail: u32,
+    /// One list per expiry, each in `seq` order.
+    lists: BTreeMap<u64, Ends>,
+    /// Entries that could not be appended to their expiry's list.
     sorted: BTreeMap<Key, u32>,
     len: usize,
 }
@@ -67,35 +82,33 @@ impl<P> Inner<P> {
         Inner {
             slab: Vec::new(),
             free: NIL,
-            head: NIL,
-            tail: NIL,
+            lists: BTreeMap::new(),
             sorted: BTreeMap::new(),
             len: 0,
         }
     }
 
-    fn alloc(&mut self, e: Entry<P>) -> u32 {
-        if self.free != NIL {
-            let i = self.free;
-            self.free = self.slab[i as usize].next;
-            self.slab[i as usize] = e;
+    fn alloc(slab: &mut Vec<Entry<P>>, free: &mut u32, e: Entry<P>) -> u32 {
+        if *free != NIL {
+            let i = *free;
+            *free = slab[i as usize].next;
+            slab[i as usize] = e;
             i
         } else {
-            let i =
-                u32::try_from(self.slab.len()).expect("fewer than 2^32 - 3 entries per partition");
+            let i = u32::try_from(slab.len()).expect("fewer than 2^32 - 3 entries per partition");
             assert!(i < FREE, "fewer than 2^32 - 3 entries per partition");
-            if self.slab.len() == self.slab.capacity() {
+            if slab.len() == slab.capacity() {
                 // Grow by a quarter, not double: at most 25% of the slab unused
                 // (12.5% on average), still amortized O(1) per insert.
-                self.slab.reserve_exact((self.slab.len() / 4).max(16));
+                slab.reserve_exact((slab.len() / 4).max(16));
             }
-            self.slab.push(e);
+            slab.push(e);
             i
         }
     }
 
     fn list_min(&self) -> Option<u32> {
-        (self.head != NIL).then_some(self.head)
+        self.lists.first_key_value().map(|(_, e)| e.head)
     }
 
     fn min(&self) -> Option<u32> {
@@ -113,11 +126,12 @@ impl<P> Inner<P> {
         }
     }
 
-    fn head_of(&self, i: u32) -> Head<P> {
+    fn head_of(&self, part: usize, i: u32) -> Head<P> {
         let e = &self.slab[i as usize];
         Head {
             ptr: e.ptr,
             key: e.key(),
+            pos: ((part as u64) << 32) | u64::from(i),
         }
     }
 }
@@ -319,28 +333,43 @@ pub(crate) struct PartLock<'a, P> {
 impl<P> PartLock<'_, P> {
     /// Files a linked session; returns its position for the slot.
     pub(crate) fn insert(&mut self, ptr: *const Session<P>, expiry: u64, seq: u64) -> u64 {
-        let inner = &mut *self.inner;
-        let key = (expiry, seq);
-        let in_order = inner.tail == NIL || inner.slab[inner.tail as usize].key() <= key;
-        let i = inner.alloc(Entry {
+        use std::collections::btree_map::Entry as Slot;
+        let Inner {
+            slab,
+            free,
+            lists,
+            sorted,
+            len,
+        } = &mut *self.inner;
+        let entry = |prev| Entry {
             ptr,
             expiry,
             seq,
-            prev: if in_order { inner.tail } else { SORTED },
+            prev,
             next: NIL,
-        });
-        if in_order {
-            if inner.tail == NIL {
-                inner.head = i;
-            } else {
-                let t = inner.tail as usize;
-                inner.slab[t].next = i;
+        };
+        let i = match lists.entry(expiry) {
+            Slot::Vacant(v) => {
+                let i = Inner::alloc(slab, free, entry(NIL));
+                v.insert(Ends { head: i, tail: i });
+                i
             }
-            inner.tail = i;
-        } else {
-            inner.sorted.insert(key, i);
-        }
-        inner.len += 1;
+            Slot::Occupied(mut o) => {
+                let t = o.get().tail;
+                if slab[t as usize].seq < seq {
+                    // The common case: the newest of its expiry.
+                    let i = Inner::alloc(slab, free, entry(t));
+                    slab[t as usize].next = i;
+                    o.get_mut().tail = i;
+                    i
+                } else {
+                    let i = Inner::alloc(slab, free, entry(SORTED));
+                    sorted.insert((expiry, seq), i);
+                    i
+                }
+            }
+        };
+        *len += 1;
         ((self.index as u64) << 32) | u64::from(i)
     }
 
@@ -357,15 +386,24 @@ impl<P> PartLock<'_, P> {
         if prev == SORTED {
             inner.sorted.remove(&key);
         } else {
-            if prev == NIL {
-                inner.head = next;
-            } else {
+            if prev != NIL {
                 inner.slab[prev as usize].next = next;
             }
-            if next == NIL {
-                inner.tail = prev;
-            } else {
+            if next != NIL {
                 inner.slab[next as usize].prev = prev;
+            }
+            if prev == NIL || next == NIL {
+                // The head or the tail of its expiry's list.
+                if prev == NIL && next == NIL {
+                    inner.lists.remove(&key.0);
+                } else if let Some(ends) = inner.lists.get_mut(&key.0) {
+                    if prev == NIL {
+                        ends.head = next;
+                    }
+                    if next == NIL {
+                        ends.tail = prev;
+                    }
+                }
             }
         }
         let free = inner.free;
@@ -392,26 +430,53 @@ impl<P> PartLock<'_, P> {
         self.inner.slab[pos as u32 as usize].key()
     }
 
+    /// Whether the entry at `pos` is live and is the one `head` was read from
+    /// (its `seq`: unique per link, never reused).
+    pub(crate) fn still(&self, pos: u64, head: &Head<P>) -> bool {
+        pos == head.pos
+            && self
+                .inner
+                .slab
+                .get(pos as u32 as usize)
+                .is_some_and(|e| e.prev != FREE && e.seq == head.key.1)
+    }
+
     /// The partition's minimum.
     pub(crate) fn min(&self) -> Option<Head<P>> {
-        self.inner.min().map(|i| self.inner.head_of(i))
+        self.inner.min().map(|i| self.inner.head_of(self.index, i))
+    }
+
+    /// The session of an entry read from this partition, borrowed for as long as
+    /// the partition stays locked.
+    ///
+    /// # Safety
+    /// `head` must have been read from this lock (not an earlier one) and the
+    /// cache must keep its invariant that an entry is present only while its
+    /// session is linked (every unlink removes the entry under this mutex), so
+    /// that the cache's strong reference keeps the session alive for the borrow.
+    pub(crate) unsafe fn session(&self, head: &Head<P>) -> &Session<P> {
+        debug_assert!(self.files(head.pos, head.ptr));
+        // SAFETY: per the contract the session is linked while this lock is held.
+        unsafe { &*head.ptr }
     }
 
     /// The partition's smallest entry not filing `exclude`.
     pub(crate) fn min_excluding(&self, exclude: *const Session<P>) -> Option<Head<P>> {
         let inner = &*self.inner;
-        let mut cands = [NIL; 4];
-        if inner.head != NIL {
-            cands[0] = inner.head;
-            cands[1] = inner.slab[inner.head as usize].next;
+        // The second smallest is the first list's second entry, the second
+        // list's head or one of the sorted map's first two.
+        let mut cands = [NIL; 6];
+        for (k, ends) in inner.lists.values().take(2).enumerate() {
+            cands[2 * k] = ends.head;
+            cands[2 * k + 1] = inner.slab[ends.head as usize].next;
         }
         let mut it = inner.sorted.values();
-        cands[2] = it.next().copied().unwrap_or(NIL);
-        cands[3] = it.next().copied().unwrap_or(NIL);
+        cands[4] = it.next().copied().unwrap_or(NIL);
+        cands[5] = it.next().copied().unwrap_or(NIL);
         cands
             .iter()
             .filter(|&&i| i != NIL)
-            .map(|&i| inner.head_of(i))
+            .map(|&i| inner.head_of(self.index, i))
             .filter(|h| h.ptr != exclude)
             .min_by_key(|h| h.key)
     }
@@ -451,7 +516,7 @@ mod tests {
         let mut l = o.lock(0);
         let a = l.insert(p(1), 100, 1);
         let b = l.insert(p(2), 100, 2);
-        let c = l.insert(p(3), 50, 3); // out of order: sorted map
+        let c = l.insert(p(3), 50, 3); // an earlier expiry: its own list
         let d = l.insert(p(4), 200, 4);
         assert_eq!(l.min().unwrap().ptr, p(3));
         assert_eq!(l.min_excluding(p(3)).unwrap().ptr, p(1));
@@ -470,6 +535,79 @@ mod tests {
         drop(l);
         assert_eq!(o.len(), 1);
         assert_eq!(o.min_part(), Some(0));
+    }
+
+    #[test]
+    fn an_old_seq_behind_its_lists_tail_goes_to_the_sorted_map() {
+        let o: Order<()> = Order::new(1);
+        let mut l = o.lock(0);
+        let a = l.insert(p(1), 100, 5);
+        // A re-file keeps its old seq: behind the tail of expiry 100's list.
+        let b = l.insert(p(2), 100, 3);
+        assert_eq!(l.min().unwrap().ptr, p(2));
+        assert_eq!(l.min_excluding(p(2)).unwrap().ptr, p(1));
+        l.remove(b);
+        assert_eq!(l.min().unwrap().ptr, p(1));
+        l.remove(a);
+        assert!(l.min().is_none());
+        assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty());
+    }
+
+    /// Random inserts (fresh and old seqs, few and many expiries) and removals
+    /// against a sorted set: the minimum, the minimum excluding any entry and the
+    /// length agree after every step, and nothing is left behind.
+    #[test]
+    fn random_operations_match_a_sorted_set() {
+        use std::collections::BTreeMap as Model;
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for spread in [1u64, 3, 50] {
+            let o: Order<()> = Order::new(1);
+            let mut model: Model<Key, (u64, usize)> = Model::new();
+            let mut seq = 1_000u64;
+            for step in 0..4_000usize {
+                let r = next();
+                if r % 3 != 0 || model.is_empty() {
+                    let expiry = 1_000 + (next() % spread);
+                    // Mostly fresh seqs; sometimes an old one (a re-file).
+                    let s = if r % 7 == 0 { next() % seq } else { seq };
+                    seq += 1;
+                    if model.keys().any(|k| k.1 == s) {
+                        continue;
+                    }
+                    let pos = o.lock(0).insert(p(step + 1), expiry, s);
+                    model.insert((expiry, s), (pos, step + 1));
+                } else {
+                    let k = *model.keys().nth((next() as usize) % model.len()).unwrap();
+                    let (pos, _) = model.remove(&k).unwrap();
+                    o.lock(0).remove(pos);
+                }
+                let l = o.lock(0);
+                let want = model.iter().next().map(|(k, v)| (p(v.1), *k));
+                assert_eq!(l.min().map(|h| (h.ptr, h.key)), want, "step {step}");
+                if let Some((_, ex)) = want {
+                    let want2 = model.iter().nth(1).map(|(k, v)| (p(v.1), *k));
+                    let ex_ptr = p(model[&ex].1);
+                    assert_eq!(
+                        l.min_excluding(ex_ptr).map(|h| (h.ptr, h.key)),
+                        want2,
+                        "step {step}"
+                    );
+                }
+                assert_eq!(l.inner.len, model.len());
+            }
+            let keys: Vec<_> = model.values().map(|v| v.0).collect();
+            for pos in keys {
+                o.lock(0).remove(pos);
+            }
+            let l = o.lock(0);
+            assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty() && l.min().is_none());
+        }
     }
 
     #[test]

@@ -8,9 +8,9 @@
 use crate::id::Id;
 use crate::map::ShardMap;
 use crate::mutant;
-use crate::order::{Head, Order, PartLock};
+use crate::order::Order;
 use crate::session::Session;
-use crate::slot::{drop_exclusive, mutant_release_early, shared_from_entry, Refs, Slot, Unlinked};
+use crate::slot::{drop_exclusive, mutant_release_early, Refs, Slot, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
 use std::sync::Arc;
 
@@ -195,7 +195,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             Some(Linked::Same) => return Added::Same,
             Some(Linked::Replaced(old)) => {
                 let guard = self.epoch.pin();
-                let old = old.release(&guard);
+                let old = old.release_replaced(&guard);
                 drop(guard);
                 drop(old);
                 self.shrink_after_replace(sp, on_evict);
@@ -259,7 +259,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             Some(Linked::Replaced(old)) => {
                 drop(reservation);
                 let guard = self.epoch.pin();
-                let old = old.release(&guard);
+                let old = old.release_replaced(&guard);
                 drop(guard);
                 drop(old);
                 Added::Replaced
@@ -439,34 +439,69 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// that time: `below > expiry`); with `transfer`, its place in the count goes
     /// to the caller instead of being given back.
     fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
-        let guard = self.epoch.pin();
-        let read = |l: PartLock<'_, P>| -> Option<(Head<P>, Id)> {
-            let head = match pick {
-                Pick::First { .. } => l.min(),
-                Pick::Excluding(ex) => l.min_excluding(ex),
-            }?;
-            // SAFETY: the entry is present under its partition mutex, so its session
-            // is linked (every unlink removes the entry under this mutex first);
-            // `guard` was pinned before the read and outlives the borrow.
-            let id = unsafe { shared_from_entry(head.ptr, &guard).deref_linked() }
-                .key()
-                .clone();
-            Some((head, id))
-        };
-        let victim = match pick {
+        let timeout_secs = self.timeout_secs;
+        // Under the victim's shard write lock (with the slot holding the victim):
+        // whether a flush may still remove it (its time may have moved on since it
+        // was filed: an identical re-add sets the time before re-filing).
+        let expired = |s: &Session<P>| below.is_none_or(|t| s.expiry(timeout_secs) < t);
+        let (head, id) = match pick {
             Pick::First { adding } => {
-                let Some(l) = self.order.lock_min() else {
+                let Some(mut l) = self.order.lock_min() else {
                     return Evict::Empty;
                 };
-                match read(l) {
-                    Some(v) if Some(v.0.ptr) == adding => return Evict::IsSelf,
-                    Some(v) => v,
-                    None => return Evict::Raced,
+                let Some(head) = l.min() else {
+                    return Evict::Raced;
+                };
+                if Some(head.ptr) == adding {
+                    return Evict::IsSelf;
+                }
+                if below.is_some_and(|t| head.key.0 >= t) {
+                    return Evict::NotBelow;
+                }
+                // SAFETY: `head` was read from this lock, which is still held.
+                let id = unsafe { l.session(&head) }.key().clone();
+                // SAFETY: none needed; a no-op unless the `release_before_unlink`
+                // mutant is on (it drops the cache's reference before the unlink).
+                unsafe { mutant_release_early(head.ptr) };
+                // With the partition still locked, try the shard: the mutex has
+                // kept every replace and unlink of the victim out since `head` was
+                // read, so if the write lock is free the victim is ours to unlink.
+                // A try never waits, so holding the mutex cannot deadlock.
+                let tried = self.map.try_remove_if(id.clone(), |k, slot| {
+                    if k.pos() != head.pos || !slot.holds(head.ptr) {
+                        debug_assert!(false, "an entry present is linked under its key");
+                        return false;
+                    }
+                    // SAFETY: the slot holds the session under the write lock.
+                    if !expired(unsafe { l.session(&head) }) {
+                        return false;
+                    }
+                    l.remove(head.pos);
+                    if !transfer {
+                        self.count.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    true
+                });
+                match tried {
+                    Some(Some(slot)) => {
+                        drop(l);
+                        return Evict::Evicted(slot.into_unlinked().release_removed());
+                    }
+                    // Its time moved on since it was filed (it is re-filed next).
+                    Some(None) => return Evict::Raced,
+                    // The shard is busy: the two-step path below.
+                    None => (head, id),
                 }
             }
-            Pick::Excluding(_) => {
+            Pick::Excluding(ex) => {
                 let best = (0..self.order.parts())
-                    .filter_map(|i| read(self.order.lock(i)))
+                    .filter_map(|i| {
+                        let l = self.order.lock(i);
+                        let head = l.min_excluding(ex)?;
+                        // SAFETY: `head` was read from this lock, still held.
+                        let id = unsafe { l.session(&head) }.key().clone();
+                        Some((head, id))
+                    })
                     .min_by_key(|(h, _)| h.key);
                 match best {
                     Some(v) => v,
@@ -474,33 +509,41 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 }
             }
         };
-        let (head, id) = victim;
         if below.is_some_and(|t| head.key.0 >= t) {
             return Evict::NotBelow;
         }
-        // SAFETY: none needed; a no-op unless the `release_before_unlink` mutant is
-        // on (it drops the cache's reference before knowing the unlink is ours).
-        unsafe { mutant_release_early(head.ptr) };
-        let timeout_secs = self.timeout_secs;
+        if matches!(pick, Pick::Excluding(_)) {
+            // SAFETY: none needed; a no-op unless that mutant is on.
+            unsafe { mutant_release_early(head.ptr) };
+        }
         let unlinked = self.map.remove_if(&id, |k, slot| {
-            // The write lock excludes replacers: the pointer is stable here. The
-            // allocation cannot have been reused (no ABA): we are pinned.
-            if !slot.holds(head.ptr) {
+            let pos = k.pos();
+            let mut part = self.order.lock_pos(pos);
+            // The key's entry must still be the one read (same `seq`): the
+            // victim's pointer alone could be a new session's, allocated where a
+            // freed one was, under the same id (no epoch guards it).
+            let same_entry = if mutant::EVICT_POINTER_IDENTITY {
+                // MUTANT (test-only cfg): the pointer alone, not the entry's seq.
+                part.files(pos, head.ptr)
+            } else {
+                part.still(pos, &head)
+            };
+            if !same_entry || !slot.holds(head.ptr) {
                 return false;
             }
-            if let Some(t) = below {
-                // SAFETY: the slot holds this session under the write lock, so it
-                // is linked; the guard outlives the borrow.
-                let s = unsafe { shared_from_entry(head.ptr, &guard).deref_linked() };
-                if s.expiry(timeout_secs) >= t {
-                    return false; // its time moved on since it was filed
-                }
+            // SAFETY: the entry read is still present under its mutex.
+            if !expired(unsafe { part.session(&head) }) {
+                return false;
             }
-            self.unfile(k, slot, transfer);
+            part.remove(pos);
+            drop(part);
+            if !transfer {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+            }
             true
         });
         match unlinked {
-            Some(slot) => Evict::Evicted(slot.into_unlinked().release(&guard)),
+            Some(slot) => Evict::Evicted(slot.into_unlinked().release_removed()),
             None => Evict::Raced,
         }
     }
@@ -524,9 +567,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Unlinks the session under `key` if it passes `expect`, and returns the
     /// cache's strong reference to it.
     pub(crate) fn remove(&self, key: &Id, expect: Expect<'_, P>) -> Option<Arc<Session<P>>> {
-        // A guard to read the linked session's sid_ctx under the lock and to defer
-        // the weak reference of what we unlink.
-        let guard = self.epoch.pin();
+        // A guard only to read the linked session's sid_ctx under the lock: what
+        // is unlinked under the write lock is released without the epoch.
+        let guard = matches!(expect, Expect::SidCtx(_)).then(|| self.epoch.pin());
         let slot = self.map.remove_if(key, |k, slot| {
             let pass = match expect {
                 Expect::Any => true,
@@ -537,7 +580,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // the pointer just loaded; a replace needs the shard read lock
                     // and an unlink this write lock, so the session stays linked
                     // (its strong reference held by the slot) for the borrow.
-                    let linked = unsafe { slot.load(&guard).deref_linked() };
+                    let guard = guard.as_ref().expect("pinned for SidCtx");
+                    let linked = unsafe { slot.load(guard).deref_linked() };
                     linked.sid_ctx() == ctx
                 }
             };
@@ -546,9 +590,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             pass
         })?;
-        let s = slot.into_unlinked().release(&guard);
         drop(guard);
-        Some(s)
+        Some(slot.into_unlinked().release_removed())
     }
 
     /// Unlinks, in order, every session expired at `t` (`t > expiry`; `t == 0`:

@@ -2,8 +2,7 @@
 //!
 //! A `Slot` is the map's value for one id. Its `ptr` points at the `Arc`
 //! allocation of the linked session (never null: a key is in the map exactly
-//! while a session is linked), for which the cache owns one strong and one weak
-//! reference. The position of the session's entry in its eviction partition is
+//! while a session is linked), for which the cache owns one strong reference. The position of the session's entry in its eviction partition is
 //! kept in the map key (`Id::pos`, in the key's padding). Both change only under
 //! the partition mutex (see `docs/DESIGN.md`).
 
@@ -27,9 +26,12 @@ impl<P> Slot<P> {
         }
     }
 
-    /// The linked session, valid (as an allocation) while `guard` is pinned.
+    /// The linked session, valid (as an allocation) while `guard` is pinned **and**
+    /// the slot is borrowed (under the shard lock): a replace (under the read
+    /// lock) defers its weak reference to the epoch, an unlink under the write lock
+    /// releases at once, which the borrow of the slot excludes.
     #[inline]
-    pub(crate) fn load<'g>(&self, _guard: &'g Guard) -> Shared<'g, P> {
+    pub(crate) fn load<'g>(&'g self, _guard: &'g Guard) -> Shared<'g, P> {
         let p = self.ptr.load(Ordering::Acquire);
         Shared {
             // A slot is never null: `new` and `replace` store published pointers.
@@ -84,10 +86,11 @@ impl<P> Slot<P> {
     }
 }
 
-/// A session pointer loaded from a slot while a guard is pinned: the allocation
-/// stays valid for `'g` (the cache's weak reference is released only after every
-/// guard pinned before the unlink is dropped), as crossbeam-epoch's
-/// `Shared<'g, T>`.
+/// A session pointer loaded from a slot while a guard is pinned and the slot is
+/// borrowed under its shard lock: the allocation stays valid for `'g` (a replace
+/// defers a weak reference until every guard pinned before it is dropped; every
+/// other unlink needs the shard write lock, which the borrow excludes), as
+/// crossbeam-epoch's `Shared<'g, T>`.
 pub(crate) struct Shared<'g, P> {
     ptr: NonNull<Session<P>>,
     _guard: PhantomData<&'g Guard>,
@@ -110,11 +113,15 @@ impl<'g, P> Shared<'g, P> {
     /// already gone (it was unlinked and released after this pointer was loaded).
     #[inline]
     pub(crate) fn upgrade(self) -> Option<Arc<Session<P>>> {
-        // SAFETY: `Shared` is only made by `Slot::load` under a pinned guard that
-        // outlives `'g`; the cache's weak reference to this pointer (from
-        // `Weak::into_raw`, the same pointer as `Arc::into_raw`) is released only
-        // after that guard unpins, so the allocation is valid. We borrow the weak
-        // reference without owning it: `ManuallyDrop` never decrements the count.
+        // SAFETY: `Shared` is only made by `Slot::load` under a pinned guard and a
+        // borrow of the slot (shard lock held), both outliving `'g`: the session
+        // is either still linked (the cache's strong reference keeps the
+        // allocation) or was replaced after the guard was pinned (the replacer's
+        // deferred weak reference keeps it until the guard unpins). While the
+        // allocation lives its weak count is at least 1 (strong references
+        // together hold one), so a `Weak` made from the `Arc::into_raw` pointer
+        // (the same pointer `Weak::into_raw` gives) is valid to upgrade through;
+        // we borrow it without owning a count: `ManuallyDrop` never decrements.
         let weak = ManuallyDrop::new(unsafe { Weak::from_raw(self.as_raw()) });
         weak.upgrade()
     }
@@ -134,35 +141,17 @@ impl<'g, P> Shared<'g, P> {
     }
 }
 
-/// A pointer to a linked session as an eviction entry stores it.
-///
-/// # Safety
-/// `p` must be a pointer stored in a slot (published `Refs`), read under the
-/// partition mutex while its entry is present (so it is still linked), and the
-/// returned `Shared` must not outlive `_guard`, pinned before the read.
-pub(crate) unsafe fn shared_from_entry<'g, P>(
-    p: *const Session<P>,
-    _guard: &'g Guard,
-) -> Shared<'g, P> {
-    Shared {
-        ptr: NonNull::new(p.cast_mut()).expect("entries hold linked sessions"),
-        _guard: PhantomData,
-    }
-}
-
-/// The two references the cache takes for a session it is about to link. Until
+/// The strong reference the cache takes for a session it is about to link. Until
 /// published into a slot, dropping it (also while unwinding from a panicking
-/// callback) gives both back, so none can leak.
+/// callback) gives it back, so none can leak.
 pub(crate) struct Refs<P> {
     ptr: NonNull<Session<P>>,
 }
 
 impl<P> Refs<P> {
-    /// Takes one strong and one weak reference to `s`.
+    /// Takes one strong reference to `s`.
     pub(crate) fn new(s: &Arc<Session<P>>) -> Self {
         let strong = Arc::into_raw(Arc::clone(s));
-        let weak = Weak::into_raw(Arc::downgrade(s));
-        debug_assert_eq!(strong, weak);
         Refs {
             ptr: NonNull::new(strong.cast_mut()).expect("Arc pointers are non-null"),
         }
@@ -174,7 +163,7 @@ impl<P> Refs<P> {
         self.ptr.as_ptr().cast_const()
     }
 
-    /// The references move into a slot: the slot owns them now.
+    /// The reference moves into a slot: the slot owns it now.
     #[inline]
     fn publish(self) -> *mut Session<P> {
         let p = self.ptr.as_ptr();
@@ -185,45 +174,55 @@ impl<P> Refs<P> {
 
 impl<P> Drop for Refs<P> {
     fn drop(&mut self) {
-        // SAFETY: `new` took one strong and one weak reference to `ptr` and they
-        // were never published, so we own them and give each back exactly once.
-        unsafe {
-            drop(Weak::from_raw(self.as_raw()));
-            drop(Arc::from_raw(self.as_raw()));
-        }
+        // SAFETY: `new` took one strong reference to `ptr` and it was never
+        // published, so we own it and give it back exactly once.
+        unsafe { drop(Arc::from_raw(self.as_raw())) }
     }
 }
 
-/// The references of a session that this thread has just unlinked (its pointer
-/// taken out of a slot by `Slot::replace` or `Slot::into_unlinked`): this thread is
-/// their one owner. `release` must be called (dropping it leaks two references,
-/// never frees twice).
-#[must_use = "the unlinked references must be released"]
+/// The strong reference of a session that this thread has just unlinked (its
+/// pointer taken out of a slot by `Slot::replace` or `Slot::into_unlinked`): this
+/// thread is its one owner. `release_replaced` or `release_removed` must be called
+/// (dropping it leaks a reference, never frees twice).
+#[must_use = "the unlinked reference must be released"]
 pub(crate) struct Unlinked<P> {
     ptr: NonNull<Session<P>>,
 }
 
 impl<P: Send + Sync> Unlinked<P> {
-    /// Releases the strong reference now (returned to the caller, to be dropped
-    /// outside every lock) and hands the weak one to the epoch, to be dropped after
-    /// every guard pinned before the unlink is gone.
-    pub(crate) fn release(self, guard: &Guard) -> Arc<Session<P>> {
-        let p = self.ptr.as_ptr().cast_const();
-        // SAFETY: we own the slot's strong reference to `p` (the unlink that made
-        // this value took it out of the slot exactly once).
-        let strong = unsafe { Arc::from_raw(p) };
-        let weak = SendPtr(p);
-        // SAFETY: we own the slot's weak reference; readers pinned before the
-        // unlink may still upgrade through it, so it is dropped only after they
-        // unpin. The closure captures a pointer only; dropping a
-        // `Weak<Session<P>>` on another thread is sound because `Session<P>` is
-        // `Send + Sync` for the `P` the cache accepts.
+    /// For a session unlinked by a replace (under the shard *read* lock, which
+    /// readers share): returns the strong reference (to be dropped outside every
+    /// lock) and hands a new weak one to the epoch, so the allocation outlives
+    /// every reader pinned before the swap that may still upgrade through it.
+    pub(crate) fn release_replaced(self, guard: &Guard) -> Arc<Session<P>> {
+        let strong = self.take();
+        let weak = SendPtr(Weak::into_raw(Arc::downgrade(&strong)));
+        // SAFETY: we own the weak reference just made; it is dropped only after
+        // every guard pinned before this point unpins. The closure captures a
+        // pointer only; dropping a `Weak<Session<P>>` on another thread is sound
+        // because `Session<P>` is `Send + Sync` for the `P` the cache accepts.
         unsafe {
             guard.defer_unchecked(move || {
                 let weak = weak;
                 drop(Weak::from_raw(weak.0));
             })
         };
+        strong
+    }
+
+    /// For a session unlinked under the shard *write* lock (remove, take,
+    /// eviction, expiry, flush): no reader can hold its pointer (readers load and
+    /// upgrade under the read lock), so the strong reference is all there is to
+    /// release, with no epoch deferral.
+    pub(crate) fn release_removed(self) -> Arc<Session<P>> {
+        self.take()
+    }
+
+    fn take(self) -> Arc<Session<P>> {
+        let p = self.ptr.as_ptr().cast_const();
+        // SAFETY: we own the slot's strong reference to `p` (the unlink that made
+        // this value took it out of the slot exactly once).
+        let strong = unsafe { Arc::from_raw(p) };
         if crate::mutant::RELEASE_BEFORE_UNLINK {
             // MUTANT (test-only cfg): the unlinker already dropped the cache's
             // strong reference before its unlink (`mutant::release_early`), so it
@@ -244,12 +243,9 @@ unsafe impl<P: Send + Sync> Send for SendPtr<P> {}
 pub(crate) fn drop_exclusive<P>(slot: Slot<P>) -> Arc<Session<P>> {
     let p = slot.ptr.load(Ordering::Acquire).cast_const();
     // SAFETY: called only from the cache's `Drop`, which owns the map by `&mut`,
-    // so no reader exists and the slot's two references are ours to give back,
-    // each exactly once.
-    unsafe {
-        drop(Weak::from_raw(p));
-        Arc::from_raw(p)
-    }
+    // so no reader exists and the slot's strong reference is ours to give back,
+    // exactly once.
+    unsafe { Arc::from_raw(p) }
 }
 
 /// MUTANT (test-only cfg `release_before_unlink`): drops the cache's strong

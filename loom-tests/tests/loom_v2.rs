@@ -276,3 +276,56 @@ fn model_16_take_in_replace_other_context() {
         assert_eq!(drops.all(), [1, 1]);
     });
 }
+
+/// Model 17: capacity 2, `x` then `y` cached with one expiry (`x` first: the
+/// next victim). One thread removes `x` and adds the same `x` again (a new
+/// entry: `y` is now first); the other adds `z`, which must evict. The evictor
+/// reads its victim under the partition mutex and, if the victim's shard is busy
+/// (the remover holds it), lets the mutex go and comes back: it must then find
+/// that `x`'s entry is no longer the one it read (its `seq`), not merely that the
+/// slot still holds `x`. Every linearization ends with `x` and `z` cached and `y`
+/// evicted; evicting the re-added `x` instead would keep `y`.
+#[test]
+fn model_17_evictor_returns_after_remove_and_readd() {
+    run_model(
+        "17 eviction racing remove and re-add of its victim",
+        2,
+        || {
+            let drops = Drops::new(3);
+            let cache = cache(2);
+            let x = drops.session(0, b"x", NOW);
+            let y = drops.session(1, b"y", NOW);
+            let z = drops.session(2, b"z", NOW);
+            assert!(cache.add(&x));
+            assert!(cache.add(&y));
+
+            let t = {
+                let (cache, x) = (cache.clone(), x.clone());
+                thread::spawn(move || {
+                    let removed = cache.remove(&x);
+                    (removed, cache.add(&x))
+                })
+            };
+            let rz = cache.add(&z);
+            let (_removed, rx) = t.join().unwrap();
+
+            assert!(rz && rx, "z and the re-added x are both linked");
+            assert_quiescent(&cache, 2);
+            assert!(
+                !y.is_resumable(),
+                "y (first in the order after the re-add) evicted"
+            );
+            assert_eq!(Arc::strong_count(&y), 1, "y released by its eviction");
+            assert_eq!(cached_tag(&cache, b"z"), Some(2));
+            assert_eq!(
+                cached_tag(&cache, b"x"),
+                Some(0),
+                "the re-added x was evicted"
+            );
+            assert_eq!(cached_tag(&cache, b"y"), None);
+            drop(cache);
+            drop((x, y, z));
+            assert_eq!(drops.all(), [1, 1, 1]);
+        },
+    );
+}

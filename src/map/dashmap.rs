@@ -55,6 +55,21 @@ impl<V> ShardMap<V> {
         self.inner.remove_if(k, |k, v| pred(k, v)).map(|(_, v)| v)
     }
 
+    /// As `remove_if`, but only if the shard's write lock is free right now:
+    /// `None` if it is held (nothing was done and nothing waited). Never blocks,
+    /// so a caller may hold a lock that ranks after the shard locks.
+    #[inline]
+    pub(crate) fn try_remove_if(
+        &self,
+        k: Id,
+        pred: impl FnOnce(&Id, &V) -> bool,
+    ) -> Option<Option<V>> {
+        match self.inner.try_entry(k)? {
+            Entry::Occupied(o) if pred(o.key(), o.get()) => Some(Some(o.remove())),
+            _ => Some(None),
+        }
+    }
+
     /// Number of keys; for tests and `Debug`.
     pub(crate) fn slots(&self) -> usize {
         self.inner.len()

@@ -1,7 +1,8 @@
 //! The lock-sharded map from session id to slot, behind one small interface.
 //!
 //! Normal builds: dashmap 6 (`dashmap.rs`). Under `--cfg tls_session_cache_loom`:
-//! a loom-visible stand-in (`loom.rs`), a `Vec` of loom `RwLock<HashMap>` picked by
+//! a loom-visible stand-in (`loom.rs`), a `Vec` of `HashMap`s behind loom-modeled
+//! reader-writer locks, picked by
 //! a hash of the key, because dashmap's locks park real threads and cannot be
 //! modeled. The cfg is switched once, here.
 //!
@@ -53,6 +54,25 @@ mod tests {
             m.remove_if(&key(b"a"), |k, v| k.pos() == 5 && *v == 7),
             Some(7)
         );
+        assert_eq!(m.slots(), 0);
+    }
+
+    #[test]
+    fn try_remove_if_never_waits_for_a_held_shard() {
+        let m: ShardMap<u32> = ShardMap::new(4);
+        m.write(key(b"a"), |_, _| (Some(1), ()));
+        // The shard is read-locked by `read`: a blocking remove would deadlock
+        // here, the try gives up at once and changes nothing.
+        let tried = m.read(&key(b"a"), |v| {
+            assert_eq!(v.map(|(_, v)| *v), Some(1));
+            m.try_remove_if(key(b"a"), |_, _| true)
+        });
+        assert_eq!(tried, None);
+        assert_eq!(m.slots(), 1);
+        // Free: the predicate decides.
+        assert_eq!(m.try_remove_if(key(b"a"), |_, v| *v == 2), Some(None));
+        assert_eq!(m.try_remove_if(key(b"b"), |_, _| true), Some(None));
+        assert_eq!(m.try_remove_if(key(b"a"), |_, v| *v == 1), Some(Some(1)));
         assert_eq!(m.slots(), 0);
     }
 

@@ -4,7 +4,7 @@
 
 pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
-    Mutex, MutexGuard, RwLock,
+    Mutex, MutexGuard,
 };
 
 /// A yield point the model checker sees.
