@@ -194,25 +194,25 @@ impl HeadCell {
 /// A cell's minimum and its index.
 type Ranked = Option<(Key, usize)>;
 
-/// The smallest and second smallest non-empty cells of `cells`, with indices.
+/// The smallest non-empty cell of `cells` other than the one at `skip`, with its
+/// index.
 #[inline]
-fn two_smallest(cells: &[HeadCell]) -> (Ranked, Ranked) {
+fn smallest(cells: &[HeadCell], skip: usize) -> Ranked {
     let mut best: Ranked = None;
-    let mut second: Ranked = None;
     for (i, h) in cells.iter().enumerate() {
         let k = h.read();
-        if k == (u64::MAX, u64::MAX) {
+        if k == EMPTY || i == skip {
             continue;
         }
         if best.is_none_or(|(b, _)| k < b) {
-            second = best;
             best = Some((k, i));
-        } else if second.is_none_or(|(b, _)| k < b) {
-            second = Some((k, i));
         }
     }
-    (best, second)
+    best
 }
+
+/// The published key of an empty partition (or group).
+const EMPTY: Key = (u64::MAX, u64::MAX);
 
 impl<P> Order<P> {
     /// `parts` partitions, rounded up to a power of two, 1 to 2^16.
@@ -258,23 +258,37 @@ impl<P> Order<P> {
         // every partition's own cell: each is written only under its mutex, so it
         // is never stale once that mutex is free, and a full cache can always
         // find a victim (no livelock on a stale summary).
-        let from_groups = two_smallest(&self.groups).0.and_then(|(_, g)| {
+        if self.groups.len() == 1 {
+            // Up to `GROUP` partitions: no summaries, one pass over the cells.
+            let first = smallest(&self.heads, usize::MAX)?.1;
+            return Some(self.try_lock_or(first, || smallest(&self.heads, first)));
+        }
+        let from_groups = smallest(&self.groups, usize::MAX).and_then(|(_, g)| {
             let base = g * GROUP;
             let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
-            let (best, second) = two_smallest(cells);
-            best.map(|(_, b)| (base + b, second.map(|(_, i)| base + i)))
+            smallest(cells, usize::MAX).map(|(_, b)| (base, cells, base + b))
         });
-        let (first, second) = match from_groups {
-            Some(found) => found,
+        Some(match from_groups {
+            Some((base, cells, first)) => self.try_lock_or(first, || {
+                smallest(cells, first - base).map(|(k, i)| (k, base + i))
+            }),
             None => {
-                let (best, second) = two_smallest(&self.heads);
-                (best?.1, second.map(|(_, i)| i))
+                let first = smallest(&self.heads, usize::MAX)?.1;
+                self.try_lock_or(first, || smallest(&self.heads, first))
             }
-        };
+        })
+    }
+
+    /// Locks partition `first` if its mutex is free, else the runner-up `second()`
+    /// names (blocking), else `first` (blocking).
+    #[inline]
+    fn try_lock_or(&self, first: usize, second: impl FnOnce() -> Ranked) -> PartLock<'_, P> {
         match self.parts[first].inner.try_lock() {
-            Ok(inner) => Some(self.wrap(first, inner)),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(self.wrap(first, e.into_inner())),
-            Err(std::sync::TryLockError::WouldBlock) => Some(self.lock(second.unwrap_or(first))),
+            Ok(inner) => self.wrap(first, inner),
+            Err(std::sync::TryLockError::Poisoned(e)) => self.wrap(first, e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.lock(second().map_or(first, |(_, i)| i))
+            }
         }
     }
 
@@ -284,7 +298,8 @@ impl<P> Order<P> {
         let base = g * GROUP;
         PartLock {
             head: &self.heads[part],
-            group: &self.groups[g],
+            // One group: nobody reads its summary (see `lock_min`).
+            group: (self.groups.len() > 1).then(|| &self.groups[g]),
             siblings: &self.heads[base..(base + GROUP).min(self.heads.len())],
             index: part,
             inner,
@@ -324,7 +339,7 @@ impl<P> Order<P> {
 /// A locked partition. Dropping it republishes the partition's minimum.
 pub(crate) struct PartLock<'a, P> {
     head: &'a HeadCell,
-    group: &'a HeadCell,
+    group: Option<&'a HeadCell>,
     siblings: &'a [HeadCell],
     index: usize,
     inner: MutexGuard<'a, Inner<P>>,
@@ -490,15 +505,16 @@ impl<P> Drop for PartLock<'_, P> {
         if !self.head.write((e, s)) {
             return; // the partition's minimum did not change: nor did the group's
         }
+        let Some(group) = self.group else {
+            return;
+        };
         // Republish the group's minimum from its cells (exact when no other
         // thread changes a head of this group meanwhile; a racing update may
         // leave it stale until the group's next change: a hint, re-checked
         // under the mutex by the evictor, with a full scan of the cells when
         // the summaries lead nowhere; see `lock_min`).
-        let m = two_smallest(self.siblings)
-            .0
-            .map_or((u64::MAX, u64::MAX), |(k, _)| k);
-        self.group.write(m);
+        let m = smallest(self.siblings, usize::MAX).map_or(EMPTY, |(k, _)| k);
+        group.write(m);
     }
 }
 
