@@ -1,41 +1,17 @@
-//! The map key: a session id of 1 to 32 bytes, stored zero-padded in 32 bytes
-//! aligned to 8, compared and hashed as four `u64` words plus the length
-//! (fixed-size work: no variable-length `memcmp` or byte-wise hashing).
+//! A session id of 1 to 32 bytes, stored zero-padded in 32 bytes, compared and
+//! hashed as four `u64` words plus the length (fixed-size work: no variable-length
+//! `memcmp` or byte-wise hashing), and `IdKey`: what the map is looked up by.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-// Std atomics even under loom: the position is only read and written under a
-// lock (the partition mutex or the shard write lock), which orders it.
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 /// A session id of 1 to 32 bytes.
-///
-/// As a map key it also carries, in what would be padding, the position of its
-/// session's eviction entry (`part`, `idx`: see `docs/DESIGN.md`); equality and
-/// hashing ignore it. It changes only under the id's partition mutex (replace) or
-/// before the key is inserted; an id made for a lookup or stored in a session
-/// carries 0.
-#[repr(C, align(8))]
+#[derive(Clone)]
+#[repr(C)]
 pub(crate) struct Id {
     bytes: [u8; 32],
     len: u8,
-    _pad: u8,
-    /// The eviction partition of the entry (at most 65 536 partitions).
-    part: AtomicU16,
-    /// The entry's index in its partition.
-    idx: AtomicU32,
-}
-
-impl Clone for Id {
-    fn clone(&self) -> Self {
-        Id {
-            bytes: self.bytes,
-            len: self.len,
-            _pad: 0,
-            part: AtomicU16::new(self.part.load(Ordering::Relaxed)),
-            idx: AtomicU32::new(self.idx.load(Ordering::Relaxed)),
-        }
-    }
 }
 
 impl Id {
@@ -55,26 +31,7 @@ impl Id {
         Some(Id {
             bytes,
             len: b.len() as u8,
-            _pad: 0,
-            part: AtomicU16::new(0),
-            idx: AtomicU32::new(0),
         })
-    }
-
-    /// The position of the session's eviction entry: `(part << 32) | idx`.
-    #[inline]
-    pub(crate) fn pos(&self) -> u64 {
-        (u64::from(self.part.load(Ordering::Relaxed)) << 32)
-            | u64::from(self.idx.load(Ordering::Relaxed))
-    }
-
-    /// Records the entry's position (under the partition mutex, or before the key
-    /// is published). Partitions number at most 65 536.
-    #[inline]
-    pub(crate) fn set_pos(&self, pos: u64) {
-        debug_assert!(pos >> 32 <= u64::from(u16::MAX));
-        self.part.store((pos >> 32) as u16, Ordering::Relaxed);
-        self.idx.store(pos as u32, Ordering::Relaxed);
     }
 
     #[inline]
@@ -133,6 +90,43 @@ impl Hash for Id {
     }
 }
 
+/// Something that has a session id: what the map is looked up by. The map's key
+/// (`slot::Link`) reaches its id through the linked session; a lookup passes an
+/// `Id`. Both hash and compare as the id (`Borrow<dyn IdKey>`), so a lookup needs
+/// no session and the key needs no copy of the id.
+pub(crate) trait IdKey {
+    fn id(&self) -> &Id;
+}
+
+impl IdKey for Id {
+    #[inline]
+    fn id(&self) -> &Id {
+        self
+    }
+}
+
+impl Hash for dyn IdKey + '_ {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl PartialEq for dyn IdKey + '_ {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+impl Eq for dyn IdKey + '_ {}
+
+impl Borrow<dyn IdKey> for Id {
+    #[inline]
+    fn borrow(&self) -> &(dyn IdKey + 'static) {
+        self
+    }
+}
+
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         crate::session::fmt_short(self.as_slice(), f)
@@ -155,13 +149,10 @@ mod tests {
         assert!(Id::new(&[0u8; 33]).is_none());
         let h = foldhash::quality::RandomState::default();
         assert_eq!(h.hash_one(&a), h.hash_one(Id::new(b"ab").unwrap()));
-        assert_eq!(std::mem::size_of::<Id>(), 40);
-        // The entry position rides along, ignored by equality and hashing.
-        let c = Id::new(b"ab").unwrap();
-        c.set_pos((65_535 << 32) | 0xdead_beef);
-        assert_eq!(c.pos(), (65_535 << 32) | 0xdead_beef);
-        assert_eq!(c, a);
-        assert_eq!(h.hash_one(&c), h.hash_one(&a));
-        assert_eq!(c.clone().pos(), c.pos());
+        assert_eq!(std::mem::size_of::<Id>(), 33);
+        // A lookup through `dyn IdKey` hashes and compares as the id itself.
+        let d: &dyn IdKey = &a;
+        assert_eq!(h.hash_one(d), h.hash_one(&a));
+        assert!(*d == *(&Id::new(b"ab").unwrap() as &dyn IdKey));
     }
 }

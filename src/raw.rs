@@ -10,7 +10,7 @@ use crate::map::ShardMap;
 use crate::mutant;
 use crate::order::Order;
 use crate::session::Session;
-use crate::slot::{drop_exclusive, mutant_release_early, Refs, Slot, Unlinked};
+use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub(crate) enum Expect<'a, P> {
     SidCtx(&'a [u8]),
 }
 
-/// What linking into an existing slot did.
+/// What linking under an id already in the map did.
 enum Linked<P> {
     Same,
     Replaced(Unlinked<P>),
@@ -89,7 +89,7 @@ pub(crate) enum Evict<P> {
 }
 
 pub(crate) struct Raw<P: Send + Sync + 'static> {
-    map: ShardMap<Slot<P>>,
+    map: ShardMap<Link<P>, Pos>,
     order: Order<P>,
     /// Linked sessions plus reservations of adds in flight; never above
     /// `capacity` except after `set_capacity` lowered it.
@@ -158,14 +158,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
     #[inline]
     pub(crate) fn get(&self, key: &Id) -> Option<Arc<Session<P>>> {
         let guard = self.epoch.pin();
-        self.map.read(key, |slot| {
-            let (_, slot) = slot?;
+        self.map.read(key, |e| {
+            let (link, _) = e?;
             loop {
-                if let Some(s) = slot.load(&guard).upgrade() {
+                if let Some(s) = link.load(&guard).upgrade() {
                     return Some(s);
                 }
                 // A replace (under this same read lock) released the session we
-                // loaded; the slot already holds its successor. Let it finish.
+                // loaded; the link already holds its successor. Let it finish.
                 sync::backoff();
             }
         })
@@ -184,17 +184,17 @@ impl<P: Send + Sync + 'static> Raw<P> {
     ) -> Added {
         let key = s.key();
         let sp = Arc::as_ptr(s);
-        // The identical object or a replace: the shard read lock only. No guard is
-        // needed to link or to compare: only releasing a replaced session defers
-        // to the epoch (readers that loaded it are pinned, so it waits for them).
-        let fast = self.map.read(key, |slot| {
-            slot.map(|(k, slot)| self.link_existing(k, slot, s, expiry, refile_same))
+        // The identical object or a replace: the shard read lock only, pinned:
+        // the map compares the key's session id, which a concurrent replace may
+        // be swapping (the old session's allocation waits for our guard).
+        let guard = self.epoch.pin();
+        let fast = self.map.read(key, |e| {
+            e.map(|(link, pos)| self.link_existing(link, pos, s, expiry, refile_same))
         });
         match fast {
-            None => {}
+            None => drop(guard),
             Some(Linked::Same) => return Added::Same,
             Some(Linked::Replaced(old)) => {
-                let guard = self.epoch.pin();
                 let old = old.release_replaced(&guard);
                 drop(guard);
                 drop(old);
@@ -211,10 +211,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
-        let linked = self.map.write(key.clone(), |k, slot| match slot {
-            Some(slot) => (
+        // SAFETY: `s` is held by the caller for the whole call; if the id is
+        // absent this link is the key inserted, and `refs` is published into it.
+        let query = unsafe { Link::to(sp) };
+        let linked = self.map.write(query, |link, e| match e {
+            Some(pos) => (
                 None,
-                Some(self.link_existing(k, slot, s, expiry, refile_same)),
+                Some(self.link_existing(link, pos, s, expiry, refile_same)),
             ),
             None => {
                 let refs = refs.take().expect("linked once");
@@ -223,27 +226,29 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // MUTANT (test-only cfg): publish the pointer now, file the
                     // entry after the write lock is released.
                     filed_late = Some(part);
-                    k.set_pos((part as u64) << 32 | u64::from(u32::MAX));
-                    return (Some(Slot::new(refs)), None);
+                    refs.publish();
+                    return (Some(Pos::new((part as u64) << 32 | u64::from(u32::MAX))), None);
                 }
                 let pos = self
                     .order
                     .lock(part)
                     .insert(refs.as_raw(), expiry, self.next_seq());
-                // Recorded in the key about to be inserted: published with it.
-                k.set_pos(pos);
-                (Some(Slot::new(refs)), None)
+                // The inserted key is `query`, this very pointer: it owns the
+                // reference from now on; the position is published with it.
+                refs.publish();
+                (Some(Pos::new(pos)), None)
             }
         });
         drop(refs);
         if let Some(part) = filed_late {
             // MUTANT (test-only cfg): the second step files the entry whether or
             // not the id is still linked (round one's orphaned entries).
-            self.map.read(key, |slot| {
+            let _pin = self.epoch.pin();
+            self.map.read(key, |e| {
                 let mut l = self.order.lock(part);
                 let pos = l.insert(sp, expiry, self.next_seq());
-                if let Some((k, _)) = slot.filter(|(_, slot)| slot.holds(sp)) {
-                    k.set_pos(pos);
+                if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
+                    p.set(pos);
                 }
             });
         }
@@ -258,6 +263,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             Some(Linked::Replaced(old)) => {
                 drop(reservation);
+                // Pinned after the swap: enough, since the weak reference is
+                // made and deferred now, after every reader that could have
+                // loaded the old pointer pinned (they pin before the lookup).
                 let guard = self.epoch.pin();
                 let old = old.release_replaced(&guard);
                 drop(guard);
@@ -276,55 +284,56 @@ impl<P: Send + Sync + 'static> Raw<P> {
         added
     }
 
-    /// `s` into a slot that exists (shard read or write lock held by the caller).
+    /// `s` under an id already in the map (shard read or write lock held by the
+    /// caller).
     fn link_existing(
         &self,
-        key: &Id,
-        slot: &Slot<P>,
+        link: &Link<P>,
+        pos: &Pos,
         s: &Arc<Session<P>>,
         expiry: u64,
         refile_same: bool,
     ) -> Linked<P> {
         let sp = Arc::as_ptr(s);
-        let seen = slot.raw();
+        let seen = link.raw();
         if seen == sp {
             if refile_same {
-                self.refile(key, slot, sp, expiry);
+                self.refile(link, pos, sp, expiry);
             }
             return Linked::Same;
         }
         let refs = Refs::new(s);
-        let mut part = self.order.lock_pos(key.pos());
-        if !mutant::SLOT_LOAD_STORE && slot.holds(sp) {
+        let mut part = self.order.lock_pos(pos.get());
+        if !mutant::SLOT_LOAD_STORE && link.holds(sp) {
             // Another add linked this very object since we looked.
             drop(part);
             drop(refs);
             return Linked::Same;
         }
-        let old_pos = key.pos();
-        let pos = part.insert(sp, expiry, self.next_seq());
+        let old_pos = pos.get();
+        let new_pos = part.insert(sp, expiry, self.next_seq());
         part.remove(old_pos);
-        key.set_pos(pos);
-        let old = slot.replace(refs, seen);
+        pos.set(new_pos);
+        let old = link.replace(refs, seen);
         drop(part);
         Linked::Replaced(old)
     }
 
     /// The identical object was added again with a new time: move its entry if its
     /// expiry changed (keeping its insertion seq).
-    fn refile(&self, key: &Id, slot: &Slot<P>, sp: *const Session<P>, expiry: u64) {
-        let mut part = self.order.lock_pos(key.pos());
-        if !slot.holds(sp) {
+    fn refile(&self, link: &Link<P>, pos: &Pos, sp: *const Session<P>, expiry: u64) {
+        let mut part = self.order.lock_pos(pos.get());
+        if !link.holds(sp) {
             return; // replaced meanwhile
         }
-        let old_pos = key.pos();
+        let old_pos = pos.get();
         let (old_expiry, seq) = part.key_at(old_pos);
         if old_expiry == expiry {
             return;
         }
-        let pos = part.insert(sp, expiry, seq);
+        let new_pos = part.insert(sp, expiry, seq);
         part.remove(old_pos);
-        key.set_pos(pos);
+        pos.set(new_pos);
     }
 
     /// Takes one place under the capacity, evicting as needed; never evicts
@@ -440,7 +449,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// to the caller instead of being given back.
     fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
         let timeout_secs = self.timeout_secs;
-        // Under the victim's shard write lock (with the slot holding the victim):
+        // Under the victim's shard write lock (with its link holding the victim):
         // whether a flush may still remove it (its time may have moved on since it
         // was filed: an identical re-add sets the time before re-filing).
         let expired = |s: &Session<P>| below.is_none_or(|t| s.expiry(timeout_secs) < t);
@@ -458,8 +467,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 if below.is_some_and(|t| head.key.0 >= t) {
                     return Evict::NotBelow;
                 }
-                // SAFETY: `head` was read from this lock, which is still held.
-                let id = unsafe { l.session(&head) }.key().clone();
                 // SAFETY: none needed; a no-op unless the `release_before_unlink`
                 // mutant is on (it drops the cache's reference before the unlink).
                 unsafe { mutant_release_early(head.ptr) };
@@ -467,12 +474,15 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 // kept every replace and unlink of the victim out since `head` was
                 // read, so if the write lock is free the victim is ours to unlink.
                 // A try never waits, so holding the mutex cannot deadlock.
-                let tried = self.map.try_remove_if(id.clone(), |k, slot| {
-                    if k.pos() != head.pos || !slot.holds(head.ptr) {
-                        debug_assert!(false, "an entry present is linked under its key");
+                // SAFETY: the entry is present under the mutex we hold for the
+                // whole call, so its session is linked (alive).
+                let query = unsafe { Link::to(head.ptr) };
+                let tried = self.map.try_remove_if(query, |link, pos| {
+                    if pos.get() != head.pos || !link.holds(head.ptr) {
+                        debug_assert!(false, "an entry present is linked under its id");
                         return false;
                     }
-                    // SAFETY: the slot holds the session under the write lock.
+                    // SAFETY: `head` was read from `l`, still held.
                     if !expired(unsafe { l.session(&head) }) {
                         return false;
                     }
@@ -483,14 +493,19 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     true
                 });
                 match tried {
-                    Some(Some(slot)) => {
+                    Some(Some((link, _))) => {
                         drop(l);
-                        return Evict::Evicted(slot.into_unlinked().release_removed());
+                        return Evict::Evicted(link.into_unlinked().release_removed());
                     }
                     // Its time moved on since it was filed (it is re-filed next).
                     Some(None) => return Evict::Raced,
-                    // The shard is busy: the two-step path below.
-                    None => (head, id),
+                    // The shard is busy: the two-step path below, by id (the
+                    // session may be gone by the time we look it up again).
+                    None => {
+                        // SAFETY: `head` was read from `l`, still held.
+                        let id = unsafe { l.session(&head) }.key().clone();
+                        (head, id)
+                    }
                 }
             }
             Pick::Excluding(ex) => {
@@ -516,10 +531,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
             // SAFETY: none needed; a no-op unless that mutant is on.
             unsafe { mutant_release_early(head.ptr) };
         }
-        let unlinked = self.map.remove_if(&id, |k, slot| {
-            let pos = k.pos();
+        let unlinked = self.map.remove_if(&id, |link, pos| {
+            let pos = pos.get();
             let mut part = self.order.lock_pos(pos);
-            // The key's entry must still be the one read (same `seq`): the
+            // The id's entry must still be the one read (same `seq`): the
             // victim's pointer alone could be a new session's, allocated where a
             // freed one was, under the same id (no epoch guards it).
             let same_entry = if mutant::EVICT_POINTER_IDENTITY {
@@ -528,7 +543,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             } else {
                 part.still(pos, &head)
             };
-            if !same_entry || !slot.holds(head.ptr) {
+            if !same_entry || !link.holds(head.ptr) {
                 return false;
             }
             // SAFETY: the entry read is still present under its mutex.
@@ -543,17 +558,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
             true
         });
         match unlinked {
-            Some(slot) => Evict::Evicted(slot.into_unlinked().release_removed()),
+            Some((link, _)) => Evict::Evicted(link.into_unlinked().release_removed()),
             None => Evict::Raced,
         }
     }
 
-    /// Removes `slot`'s entry and (unless its place is transferred to the caller's
-    /// reservation) its count, under the shard write lock, inside `remove_if`.
-    fn unfile(&self, key: &Id, slot: &Slot<P>, transfer: bool) {
-        let pos = key.pos();
+    /// Removes the entry at `pos` of `link` and (unless its place is transferred
+    /// to the caller's reservation) its count, under the shard write lock, inside
+    /// `remove_if`.
+    fn unfile(&self, link: &Link<P>, pos: &Pos, transfer: bool) {
+        let pos = pos.get();
         let mut part = self.order.lock_pos(pos);
-        if mutant::ORDER_AFTER_POINTER && !part.files(pos, slot.raw()) {
+        if mutant::ORDER_AFTER_POINTER && !part.files(pos, link.raw()) {
             // MUTANT (test-only cfg): the entry is not filed yet.
         } else {
             part.remove(pos);
@@ -570,28 +586,28 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // A guard only to read the linked session's sid_ctx under the lock: what
         // is unlinked under the write lock is released without the epoch.
         let guard = matches!(expect, Expect::SidCtx(_)).then(|| self.epoch.pin());
-        let slot = self.map.remove_if(key, |k, slot| {
+        let (link, _) = self.map.remove_if(key, |link, pos| {
             let pass = match expect {
                 Expect::Any => true,
                 // `p` is held by the caller: no ABA.
-                Expect::Same(p) => slot.holds(p),
+                Expect::Same(p) => link.holds(p),
                 Expect::SidCtx(ctx) => {
-                    // SAFETY: we hold the key's shard write lock and the slot holds
+                    // SAFETY: we hold the id's shard write lock and the link holds
                     // the pointer just loaded; a replace needs the shard read lock
                     // and an unlink this write lock, so the session stays linked
-                    // (its strong reference held by the slot) for the borrow.
+                    // (its strong reference held by the map) for the borrow.
                     let guard = guard.as_ref().expect("pinned for SidCtx");
-                    let linked = unsafe { slot.load(guard).deref_linked() };
+                    let linked = unsafe { link.load(guard).deref_linked() };
                     linked.sid_ctx() == ctx
                 }
             };
             if pass {
-                self.unfile(k, slot, false);
+                self.unfile(link, pos, false);
             }
             pass
         })?;
         drop(guard);
-        Some(slot.into_unlinked().release_removed())
+        Some(link.into_unlinked().release_removed())
     }
 
     /// Unlinks, in order, every session expired at `t` (`t > expiry`; `t == 0`:
@@ -618,8 +634,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
 impl<P: Send + Sync + 'static> Drop for Raw<P> {
     fn drop(&mut self) {
         // Exclusive access: release every reference still held, now.
-        for slot in self.map.drain() {
-            drop(drop_exclusive(slot));
+        for (link, _) in self.map.drain() {
+            drop(drop_exclusive(link));
         }
     }
 }

@@ -1,41 +1,54 @@
-//! The epoch-managed slot: the unsafe core, kept apart from the safe API.
+//! The epoch-managed link: the unsafe core, kept apart from the safe API.
 //!
-//! A `Slot` is the map's value for one id. Its `ptr` points at the `Arc`
-//! allocation of the linked session (never null: a key is in the map exactly
-//! while a session is linked), for which the cache owns one strong reference. The position of the session's entry in its eviction partition is
-//! kept in the map key (`Id::pos`, in the key's padding). Both change only under
-//! the partition mutex (see `docs/DESIGN.md`).
+//! A `Link` is the map's **key** for one id: a pointer to the `Arc` allocation of
+//! the linked session (never null: a key is in the map exactly while a session is
+//! linked), for which the cache owns one strong reference. It hashes and compares
+//! as the session's id (read through the pointer), so a map bucket is the pointer
+//! and the entry's position (`Pos`, the map's value): 16 bytes, no copy of the id.
+//! The pointer changes (a replace: same id, so the same hash and equality) and the
+//! position change only under the id's partition mutex (see `docs/DESIGN.md`).
 
+use crate::id::{Id, IdKey};
 use crate::session::Session;
-use crate::sync::{AtomicPtr, Guard, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Guard, Ordering};
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 
-/// The value stored in the map for one id.
-pub(crate) struct Slot<P> {
+/// The map's key for one id: the linked session.
+pub(crate) struct Link<P> {
     ptr: AtomicPtr<Session<P>>,
 }
 
-impl<P> Slot<P> {
-    /// A slot linking `refs`: the slot now owns both references.
-    pub(crate) fn new(refs: Refs<P>) -> Self {
-        Slot {
-            ptr: AtomicPtr::new(refs.publish()),
+impl<P> Link<P> {
+    /// A link to `p` for a lookup, an insert or a removal. It owns nothing: an
+    /// insert hands the session's strong reference to it with `Refs::publish`.
+    ///
+    /// # Safety
+    /// While the map may hash or compare it (until the map call it is passed to
+    /// returns, or — once inserted — while it is in the map), `p` must point at a
+    /// live session: one the caller holds a reference to, or one that is linked
+    /// (its entry present under a partition mutex the caller holds).
+    #[inline]
+    pub(crate) unsafe fn to(p: *const Session<P>) -> Self {
+        Link {
+            ptr: AtomicPtr::new(p.cast_mut()),
         }
     }
 
     /// The linked session, valid (as an allocation) while `guard` is pinned **and**
-    /// the slot is borrowed (under the shard lock): a replace (under the read
-    /// lock) defers its weak reference to the epoch, an unlink under the write lock
-    /// releases at once, which the borrow of the slot excludes.
+    /// the link is borrowed (under the shard lock): a replace (under the read
+    /// lock) defers a weak reference to the epoch, an unlink under the write lock
+    /// releases at once, which the borrow excludes.
     #[inline]
     pub(crate) fn load<'g>(&'g self, _guard: &'g Guard) -> Shared<'g, P> {
         let p = self.ptr.load(Ordering::Acquire);
         Shared {
-            // A slot is never null: `new` and `replace` store published pointers.
-            ptr: NonNull::new(p).expect("a linked slot is never null"),
+            // Never null: made from session pointers, replaced by published ones.
+            ptr: NonNull::new(p).expect("a link is never null"),
             _guard: PhantomData,
         }
     }
@@ -52,15 +65,15 @@ impl<P> Slot<P> {
         self.ptr.load(Ordering::Acquire).cast_const()
     }
 
-    /// Links `refs` in place of the current session. Returns the references to
-    /// the previous session, now owned by the caller.
+    /// Links `refs` (a session with the same id) in place of the current session.
+    /// Returns the reference to the previous session, now owned by the caller.
     ///
-    /// Must be called with the slot's partition mutex held (and the shard read or
-    /// write lock), after recording the new entry's position in the key: the
-    /// pointer and the position then change in one step for every other holder of
-    /// that mutex. The previous pointer is read with a swap, so even a caller that
-    /// broke the locking rule could not obtain it twice. `seen` is the pointer the
-    /// caller read before taking the mutex (used only by a mutant).
+    /// Must be called with the id's partition mutex held (and the shard read or
+    /// write lock), after recording the new entry's position: the pointer and the
+    /// position then change in one step for every other holder of that mutex. The
+    /// previous pointer is read with a swap, so even a caller that broke the
+    /// locking rule could not obtain it twice. `seen` is the pointer the caller
+    /// read before taking the mutex (used only by a mutant).
     pub(crate) fn replace(&self, refs: Refs<P>, seen: *const Session<P>) -> Unlinked<P> {
         let new = refs.publish();
         let swapped = self.ptr.swap(new, Ordering::AcqRel);
@@ -72,21 +85,81 @@ impl<P> Slot<P> {
             swapped
         };
         Unlinked {
-            ptr: NonNull::new(old).expect("a linked slot is never null"),
+            ptr: NonNull::new(old).expect("a link is never null"),
         }
     }
 
-    /// Takes the references out of a slot that was just removed from the map (by
+    /// Takes the reference out of a link that was just removed from the map (by
     /// the caller, under the shard write lock).
     pub(crate) fn into_unlinked(self) -> Unlinked<P> {
         let p = self.ptr.load(Ordering::Acquire);
         Unlinked {
-            ptr: NonNull::new(p).expect("a linked slot is never null"),
+            ptr: NonNull::new(p).expect("a link is never null"),
         }
     }
 }
 
-/// A session pointer loaded from a slot while a guard is pinned and the slot is
+impl<P> IdKey for Link<P> {
+    #[inline]
+    fn id(&self) -> &Id {
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a `Link` is made only by `Link::to`, whose contract keeps the
+        // session alive while the map can hash or compare the link; a replace
+        // stores another live session with the same id. A reader racing a
+        // replace under the shard read lock may load the old pointer: it is
+        // pinned (every read-locked call pins first), and the replacer defers a
+        // weak reference to the old allocation, so it stays valid; the id never
+        // changes after a session is made.
+        unsafe { (*p).key() }
+    }
+}
+
+impl<P> Hash for Link<P> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl<P> PartialEq for Link<P> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        // The same session is the same id without reading it.
+        self.raw() == other.raw() || self.id() == other.id()
+    }
+}
+impl<P> Eq for Link<P> {}
+
+impl<P: 'static> Borrow<dyn IdKey> for Link<P> {
+    #[inline]
+    fn borrow(&self) -> &(dyn IdKey + 'static) {
+        self
+    }
+}
+
+/// The map's value for one id: the position of the linked session's eviction
+/// entry, `(partition << 32) | index`. Written only under the partition mutex, or
+/// before the key is inserted; read under that mutex or the shard write lock.
+pub(crate) struct Pos(AtomicU64);
+
+impl Pos {
+    #[inline]
+    pub(crate) fn new(pos: u64) -> Self {
+        Pos(AtomicU64::new(pos))
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn set(&self, pos: u64) {
+        self.0.store(pos, Ordering::Relaxed);
+    }
+}
+
+/// A session pointer loaded from a link while a guard is pinned and the link is
 /// borrowed under its shard lock: the allocation stays valid for `'g` (a replace
 /// defers a weak reference until every guard pinned before it is dropped; every
 /// other unlink needs the shard write lock, which the borrow excludes), as
@@ -113,8 +186,8 @@ impl<'g, P> Shared<'g, P> {
     /// already gone (it was unlinked and released after this pointer was loaded).
     #[inline]
     pub(crate) fn upgrade(self) -> Option<Arc<Session<P>>> {
-        // SAFETY: `Shared` is only made by `Slot::load` under a pinned guard and a
-        // borrow of the slot (shard lock held), both outliving `'g`: the session
+        // SAFETY: `Shared` is only made by `Link::load` under a pinned guard and a
+        // borrow of the link (shard lock held), both outliving `'g`: the session
         // is either still linked (the cache's strong reference keeps the
         // allocation) or was replaced after the guard was pinned (the replacer's
         // deferred weak reference keeps it until the guard unpins). While the
@@ -131,7 +204,7 @@ impl<'g, P> Shared<'g, P> {
     /// # Safety
     /// The session must still be linked (the caller holds a lock that keeps it
     /// linked: its partition mutex with its entry present, or its shard lock with
-    /// the slot holding this pointer), so that the cache's strong reference keeps
+    /// the link holding this pointer), so that the cache's strong reference keeps
     /// the payload alive for the borrow.
     #[inline]
     pub(crate) unsafe fn deref_linked(self) -> &'g Session<P> {
@@ -142,7 +215,7 @@ impl<'g, P> Shared<'g, P> {
 }
 
 /// The strong reference the cache takes for a session it is about to link. Until
-/// published into a slot, dropping it (also while unwinding from a panicking
+/// published into the map, dropping it (also while unwinding from a panicking
 /// callback) gives it back, so none can leak.
 pub(crate) struct Refs<P> {
     ptr: NonNull<Session<P>>,
@@ -157,15 +230,17 @@ impl<P> Refs<P> {
         }
     }
 
-    /// The pointer a slot will hold.
+    /// The pointer a link will hold.
     #[inline]
     pub(crate) fn as_raw(&self) -> *const Session<P> {
         self.ptr.as_ptr().cast_const()
     }
 
-    /// The reference moves into a slot: the slot owns it now.
+    /// The reference moves into a link in the map (the link inserted for a new
+    /// id, made with `Link::to` on this pointer, or a replaced link): the map owns
+    /// it now.
     #[inline]
-    fn publish(self) -> *mut Session<P> {
+    pub(crate) fn publish(self) -> *mut Session<P> {
         let p = self.ptr.as_ptr();
         std::mem::forget(self);
         p
@@ -181,7 +256,7 @@ impl<P> Drop for Refs<P> {
 }
 
 /// The strong reference of a session that this thread has just unlinked (its
-/// pointer taken out of a slot by `Slot::replace` or `Slot::into_unlinked`): this
+/// pointer taken out of the map by `Link::replace` or `Link::into_unlinked`): this
 /// thread is its one owner. `release_replaced` or `release_removed` must be called
 /// (dropping it leaks a reference, never frees twice).
 #[must_use = "the unlinked reference must be released"]
@@ -220,8 +295,8 @@ impl<P: Send + Sync> Unlinked<P> {
 
     fn take(self) -> Arc<Session<P>> {
         let p = self.ptr.as_ptr().cast_const();
-        // SAFETY: we own the slot's strong reference to `p` (the unlink that made
-        // this value took it out of the slot exactly once).
+        // SAFETY: we own the link's strong reference to `p` (the unlink that made
+        // this value took it out of the map exactly once).
         let strong = unsafe { Arc::from_raw(p) };
         if crate::mutant::RELEASE_BEFORE_UNLINK {
             // MUTANT (test-only cfg): the unlinker already dropped the cache's
@@ -239,11 +314,11 @@ struct SendPtr<P>(*const Session<P>);
 // which is sound on any thread when `Session<P>` is `Send + Sync`.
 unsafe impl<P: Send + Sync> Send for SendPtr<P> {}
 
-/// Releases a slot's references during the cache's `Drop` (exclusive access).
-pub(crate) fn drop_exclusive<P>(slot: Slot<P>) -> Arc<Session<P>> {
-    let p = slot.ptr.load(Ordering::Acquire).cast_const();
+/// Releases a link's reference during the cache's `Drop` (exclusive access).
+pub(crate) fn drop_exclusive<P>(link: Link<P>) -> Arc<Session<P>> {
+    let p = link.ptr.load(Ordering::Acquire).cast_const();
     // SAFETY: called only from the cache's `Drop`, which owns the map by `&mut`,
-    // so no reader exists and the slot's strong reference is ours to give back,
+    // so no reader exists and the link's strong reference is ours to give back,
     // exactly once.
     unsafe { Arc::from_raw(p) }
 }

@@ -10,29 +10,30 @@
 //! it parks. The map itself sits in a loom `UnsafeCell`, so the model also checks
 //! that every access happens under the right lock.
 
-use crate::id::Id;
+use crate::id::IdKey;
 use crate::sync::{AtomicUsize, Ordering};
 use loom::cell::UnsafeCell;
+use std::borrow::Borrow;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 
-type Table<V> = HashMap<Id, V, BuildHasherDefault<DefaultHasher>>;
+type Table<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 /// `state`: 0 free, `n` readers, `WRITER` one writer.
 const WRITER: usize = usize::MAX;
 
-struct Shard<V> {
+struct Shard<K, V> {
     state: AtomicUsize,
-    table: UnsafeCell<Table<V>>,
+    table: UnsafeCell<Table<K, V>>,
 }
 
 // SAFETY: the table is reached only through `with` (a read lock held) and
 // `with_mut` (the write lock held), as dashmap's shards: shared across threads
 // exactly when the keys and values may be sent and shared.
-unsafe impl<V: Send + Sync> Sync for Shard<V> {}
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Shard<K, V> {}
 // SAFETY: owning a shard owns its table; moving it moves the keys and values.
-unsafe impl<V: Send> Send for Shard<V> {}
+unsafe impl<K: Send, V: Send> Send for Shard<K, V> {}
 
 /// Releases a read lock on drop (also while unwinding).
 struct ReadGuard<'a>(&'a AtomicUsize);
@@ -50,7 +51,7 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-impl<V> Shard<V> {
+impl<K, V> Shard<K, V> {
     fn read(&self) -> ReadGuard<'_> {
         loop {
             let s = self.state.load(Ordering::Acquire);
@@ -83,25 +84,28 @@ impl<V> Shard<V> {
     }
 
     /// `f` on the table; the caller holds a read or the write lock.
-    fn with<R>(&self, _g: &ReadGuard<'_>, f: impl FnOnce(&Table<V>) -> R) -> R {
+    fn with<R>(&self, _g: &ReadGuard<'_>, f: impl FnOnce(&Table<K, V>) -> R) -> R {
         // SAFETY: a read lock is held: no writer exists until it is dropped, and
         // the borrow does not outlive `f`.
         self.table.with(|t| f(unsafe { &*t }))
     }
 
     /// `f` on the table, mutably; the caller holds the write lock.
-    fn with_mut<R>(&self, _g: &WriteGuard<'_>, f: impl FnOnce(&mut Table<V>) -> R) -> R {
+    fn with_mut<R>(&self, _g: &WriteGuard<'_>, f: impl FnOnce(&mut Table<K, V>) -> R) -> R {
         // SAFETY: the write lock is held: no other reader or writer exists until
         // it is dropped, and the borrow does not outlive `f`.
         self.table.with_mut(|t| f(unsafe { &mut *t }))
     }
 }
 
-pub(crate) struct ShardMap<V> {
-    shards: Vec<Shard<V>>,
+pub(crate) struct ShardMap<K, V> {
+    shards: Vec<Shard<K, V>>,
 }
 
-impl<V> ShardMap<V> {
+impl<K, V> ShardMap<K, V>
+where
+    K: Hash + Eq + Borrow<dyn IdKey>,
+{
     pub(crate) fn new(shards: usize) -> Self {
         let shards = shards.clamp(2, 1 << 16).next_power_of_two();
         ShardMap {
@@ -114,25 +118,21 @@ impl<V> ShardMap<V> {
         }
     }
 
-    fn hash(&self, k: &Id) -> u64 {
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
+    fn shard(&self, k: &(dyn IdKey + 'static)) -> &Shard<K, V> {
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(k);
+        &self.shards[(h >> 7) as usize % self.shards.len()]
     }
 
-    fn shard(&self, k: &Id) -> &Shard<V> {
-        let i = (self.hash(k) >> 7) as usize % self.shards.len();
-        &self.shards[i]
-    }
-
-    pub(crate) fn read<R>(&self, k: &Id, f: impl FnOnce(Option<(&Id, &V)>) -> R) -> R {
+    pub(crate) fn read<R>(&self, k: &(dyn IdKey + 'static), f: impl FnOnce(Option<(&K, &V)>) -> R) -> R {
         let s = self.shard(k);
         let g = s.read();
         s.with(&g, |t| f(t.get_key_value(k)))
     }
 
-    pub(crate) fn write<R>(&self, k: Id, f: impl FnOnce(&Id, Option<&V>) -> (Option<V>, R)) -> R {
-        let s = self.shard(&k);
+    pub(crate) fn write<R>(&self, k: K, f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R)) -> R {
+        let s = self.shard(k.borrow());
         let g = s.write();
-        s.with_mut(&g, |t| match t.get_key_value(&k) {
+        s.with_mut(&g, |t| match t.get_key_value(k.borrow()) {
             Some((key, v)) => f(key, Some(v)).1,
             None => {
                 let (ins, r) = f(&k, None);
@@ -144,12 +144,16 @@ impl<V> ShardMap<V> {
         })
     }
 
-    pub(crate) fn remove_if(&self, k: &Id, pred: impl FnOnce(&Id, &V) -> bool) -> Option<V> {
+    pub(crate) fn remove_if(
+        &self,
+        k: &(dyn IdKey + 'static),
+        pred: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<(K, V)> {
         let s = self.shard(k);
         let g = s.write();
         s.with_mut(&g, |t| {
             if t.get_key_value(k).is_some_and(|(k, v)| pred(k, v)) {
-                t.remove(k)
+                t.remove_entry(k)
             } else {
                 None
             }
@@ -158,14 +162,14 @@ impl<V> ShardMap<V> {
 
     pub(crate) fn try_remove_if(
         &self,
-        k: Id,
-        pred: impl FnOnce(&Id, &V) -> bool,
-    ) -> Option<Option<V>> {
-        let s = self.shard(&k);
+        k: K,
+        pred: impl FnOnce(&K, &V) -> bool,
+    ) -> Option<Option<(K, V)>> {
+        let s = self.shard(k.borrow());
         let g = s.try_write()?;
         Some(s.with_mut(&g, |t| {
-            if t.get_key_value(&k).is_some_and(|(k, v)| pred(k, v)) {
-                t.remove(&k)
+            if t.get_key_value(k.borrow()).is_some_and(|(k, v)| pred(k, v)) {
+                t.remove_entry(k.borrow())
             } else {
                 None
             }
@@ -182,11 +186,11 @@ impl<V> ShardMap<V> {
             .sum()
     }
 
-    pub(crate) fn drain(&mut self) -> Vec<V> {
+    pub(crate) fn drain(&mut self) -> Vec<(K, V)> {
         let mut out = Vec::new();
         for s in &self.shards {
             let g = s.write();
-            s.with_mut(&g, |t| out.extend(t.drain().map(|(_, v)| v)));
+            s.with_mut(&g, |t| out.extend(t.drain()));
         }
         out
     }
