@@ -184,17 +184,23 @@ impl<P: Send + Sync + 'static> Raw<P> {
     ) -> Added {
         let key = s.key();
         let sp = Arc::as_ptr(s);
-        // The identical object or a replace: the shard read lock only, pinned:
-        // the map compares the key's session id, which a concurrent replace may
-        // be swapping (the old session's allocation waits for our guard).
-        let guard = self.epoch.pin();
-        let fast = self.map.read(key, |e| {
-            e.map(|(link, pos)| self.link_existing(link, pos, s, expiry, refile_same))
-        });
+        // The identical object or a replace: the shard read lock only. The map
+        // reads a stored key's session id to compare it, and a concurrent
+        // replace may be swapping that key's pointer: we pin before the first
+        // comparison (the old allocation then waits for our guard). A new id
+        // usually meets no key to compare, and then pins nothing.
+        let fast = self.map.read_lazy(
+            key,
+            || self.epoch.pin(),
+            |e, guard| {
+                e.map(|(link, pos)| (self.link_existing(link, pos, s, expiry, refile_same), guard))
+            },
+        );
         match fast {
-            None => drop(guard),
-            Some(Linked::Same) => return Added::Same,
-            Some(Linked::Replaced(old)) => {
+            None => {}
+            Some((Linked::Same, _)) => return Added::Same,
+            Some((Linked::Replaced(old), guard)) => {
+                let guard = guard.unwrap_or_else(|| self.epoch.pin());
                 let old = old.release_replaced(&guard);
                 drop(guard);
                 drop(old);
@@ -227,7 +233,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // entry after the write lock is released.
                     filed_late = Some(part);
                     refs.publish();
-                    return (Some(Pos::new((part as u64) << 32 | u64::from(u32::MAX))), None);
+                    return (
+                        Some(Pos::new((part as u64) << 32 | u64::from(u32::MAX))),
+                        None,
+                    );
                 }
                 let pos = self
                     .order

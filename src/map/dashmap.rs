@@ -27,10 +27,46 @@ where
 
     /// Runs `f` on the entry for `k` (if any) under the shard's read lock.
     #[inline]
-    pub(crate) fn read<R>(&self, k: &(dyn IdKey + 'static), f: impl FnOnce(Option<(&K, &V)>) -> R) -> R {
+    pub(crate) fn read<R>(
+        &self,
+        k: &(dyn IdKey + 'static),
+        f: impl FnOnce(Option<(&K, &V)>) -> R,
+    ) -> R {
         match self.inner.get(k) {
             Some(r) => f(Some(r.pair())),
             None => f(None),
+        }
+    }
+
+    /// As `read`, but calls `before_compare` once, just before the map first
+    /// compares `k` with a key it holds (a bucket whose hash tag matches), and
+    /// hands its result to `f`: a caller that must be pinned to read a stored key
+    /// pins only then. An absent id (the usual case for an add) costs no pin.
+    #[inline]
+    pub(crate) fn read_lazy<G, R>(
+        &self,
+        k: &(dyn IdKey + 'static),
+        mut before_compare: impl FnMut() -> G,
+        f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
+    ) -> R {
+        // The hash and shard exactly as `DashMap::get` computes them.
+        let hash = self.inner.hash_usize(&k);
+        let shard = self.inner.shards()[self.inner.determine_shard(hash)].read();
+        let mut g = None;
+        let found = shard.find(hash as u64, |(key, _)| {
+            if g.is_none() {
+                g = Some(before_compare());
+            }
+            k == key.borrow()
+        });
+        match found {
+            Some(bucket) => {
+                // SAFETY: the bucket was just found in this shard's table, whose
+                // read lock we hold until `f` returns: no writer can move or free it.
+                let (key, v) = unsafe { bucket.as_ref() };
+                f(Some((key, v.get())), g)
+            }
+            None => f(None, g),
         }
     }
 

@@ -1,6 +1,9 @@
-//! Under loom: a `Vec` of shards, each a `HashMap` behind a reader-writer lock
+//! Under loom: a `Vec` of shards, each a small table behind a reader-writer lock
 //! built from one loom atomic, chosen by a fixed hash of the key (models must be
-//! deterministic), with dashmap's interface.
+//! deterministic), with dashmap's interface. A table is a `Vec` of
+//! `(hash, key, value)` searched by hash first, then by key, as hashbrown
+//! compares a stored key only for a matching hash tag: `read_lazy` behaves as in
+//! normal builds (its `before_compare` runs only when a stored key is compared).
 //!
 //! Why not loom's own `RwLock`: its `try_write` can report a false deadlock
 //! (tokio-rs/loom#376: a thread that merely *tries* is marked blocked), and the
@@ -15,10 +18,29 @@ use crate::sync::{AtomicUsize, Ordering};
 use loom::cell::UnsafeCell;
 use std::borrow::Borrow;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash};
 
-type Table<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+type Table<K, V> = Vec<(u64, K, V)>;
+
+fn hash_of(k: &(dyn IdKey + 'static)) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
+}
+
+/// The index of `k` in `t` (hash first; `before_compare` before the first key
+/// comparison).
+fn find<K: Borrow<dyn IdKey>, V>(
+    t: &Table<K, V>,
+    k: &(dyn IdKey + 'static),
+    h: u64,
+    mut before_compare: impl FnMut(),
+) -> Option<usize> {
+    t.iter().position(|(hk, key, _)| {
+        *hk == h && {
+            before_compare();
+            k == key.borrow()
+        }
+    })
+}
 
 /// `state`: 0 free, `n` readers, `WRITER` one writer.
 const WRITER: usize = usize::MAX;
@@ -112,32 +134,57 @@ where
             shards: (0..shards)
                 .map(|_| Shard {
                     state: AtomicUsize::new(0),
-                    table: UnsafeCell::new(Table::default()),
+                    table: UnsafeCell::new(Vec::new()),
                 })
                 .collect(),
         }
     }
 
-    fn shard(&self, k: &(dyn IdKey + 'static)) -> &Shard<K, V> {
-        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(k);
+    fn shard(&self, h: u64) -> &Shard<K, V> {
         &self.shards[(h >> 7) as usize % self.shards.len()]
     }
 
-    pub(crate) fn read<R>(&self, k: &(dyn IdKey + 'static), f: impl FnOnce(Option<(&K, &V)>) -> R) -> R {
-        let s = self.shard(k);
+    pub(crate) fn read<R>(
+        &self,
+        k: &(dyn IdKey + 'static),
+        f: impl FnOnce(Option<(&K, &V)>) -> R,
+    ) -> R {
+        let h = hash_of(k);
+        let s = self.shard(h);
         let g = s.read();
-        s.with(&g, |t| f(t.get_key_value(k)))
+        s.with(&g, |t| f(find(t, k, h, || {}).map(|i| (&t[i].1, &t[i].2))))
+    }
+
+    pub(crate) fn read_lazy<G, R>(
+        &self,
+        k: &(dyn IdKey + 'static),
+        mut before_compare: impl FnMut() -> G,
+        f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
+    ) -> R {
+        let h = hash_of(k);
+        let s = self.shard(h);
+        let g = s.read();
+        s.with(&g, |t| {
+            let mut got = None;
+            let i = find(t, k, h, || {
+                if got.is_none() {
+                    got = Some(before_compare());
+                }
+            });
+            f(i.map(|i| (&t[i].1, &t[i].2)), got)
+        })
     }
 
     pub(crate) fn write<R>(&self, k: K, f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R)) -> R {
-        let s = self.shard(k.borrow());
+        let h = hash_of(k.borrow());
+        let s = self.shard(h);
         let g = s.write();
-        s.with_mut(&g, |t| match t.get_key_value(k.borrow()) {
-            Some((key, v)) => f(key, Some(v)).1,
+        s.with_mut(&g, |t| match find(t, k.borrow(), h, || {}) {
+            Some(i) => f(&t[i].1, Some(&t[i].2)).1,
             None => {
                 let (ins, r) = f(&k, None);
                 if let Some(val) = ins {
-                    t.insert(k, val);
+                    t.push((h, k, val));
                 }
                 r
             }
@@ -149,11 +196,14 @@ where
         k: &(dyn IdKey + 'static),
         pred: impl FnOnce(&K, &V) -> bool,
     ) -> Option<(K, V)> {
-        let s = self.shard(k);
+        let h = hash_of(k);
+        let s = self.shard(h);
         let g = s.write();
         s.with_mut(&g, |t| {
-            if t.get_key_value(k).is_some_and(|(k, v)| pred(k, v)) {
-                t.remove_entry(k)
+            let i = find(t, k, h, || {})?;
+            if pred(&t[i].1, &t[i].2) {
+                let (_, k, v) = t.swap_remove(i);
+                Some((k, v))
             } else {
                 None
             }
@@ -165,11 +215,14 @@ where
         k: K,
         pred: impl FnOnce(&K, &V) -> bool,
     ) -> Option<Option<(K, V)>> {
-        let s = self.shard(k.borrow());
+        let h = hash_of(k.borrow());
+        let s = self.shard(h);
         let g = s.try_write()?;
         Some(s.with_mut(&g, |t| {
-            if t.get_key_value(k.borrow()).is_some_and(|(k, v)| pred(k, v)) {
-                t.remove_entry(k.borrow())
+            let i = find(t, k.borrow(), h, || {})?;
+            if pred(&t[i].1, &t[i].2) {
+                let (_, k, v) = t.swap_remove(i);
+                Some((k, v))
             } else {
                 None
             }
@@ -190,7 +243,7 @@ where
         let mut out = Vec::new();
         for s in &self.shards {
             let g = s.write();
-            s.with_mut(&g, |t| out.extend(t.drain()));
+            s.with_mut(&g, |t| out.extend(t.drain(..).map(|(_, k, v)| (k, v))));
         }
         out
     }

@@ -62,7 +62,8 @@ mod tests {
         // here, the try gives up at once and changes nothing.
         let tried = m.read(&key(b"a"), |v| {
             assert_eq!(v.map(|(_, v)| *v), Some(1));
-            m.try_remove_if(key(b"a"), |_, _| true).map(|r| r.map(|(_, v)| v))
+            m.try_remove_if(key(b"a"), |_, _| true)
+                .map(|r| r.map(|(_, v)| v))
         });
         assert_eq!(tried, None);
         assert_eq!(m.slots(), 1);
@@ -72,6 +73,30 @@ mod tests {
         assert_eq!(v(m.try_remove_if(key(b"b"), |_, _| true)), Some(None));
         assert_eq!(v(m.try_remove_if(key(b"a"), |_, v| *v == 1)), Some(Some(1)));
         assert_eq!(m.slots(), 0);
+    }
+
+    #[test]
+    fn read_lazy_calls_before_compare_once_before_comparing() {
+        let m: ShardMap<Id, u32> = ShardMap::new(4);
+        m.write(key(b"a"), |_, _| (Some(1), ()));
+        let mut calls = 0;
+        let got = m.read_lazy(
+            &key(b"a"),
+            || {
+                calls += 1;
+                "pinned"
+            },
+            |e, g| (e.map(|(_, v)| *v), g),
+        );
+        assert_eq!(got, (Some(1), Some("pinned")));
+        assert_eq!(calls, 1, "one comparison, one call");
+        // An absent id compares a stored key only on a hash-tag collision: at
+        // most one call, and `f` sees whether it happened.
+        let mut calls = 0;
+        let (v, g) = m.read_lazy(&key(b"zz"), || calls += 1, |e, g| (e.is_some(), g));
+        assert!(!v);
+        assert!(calls <= 1);
+        assert_eq!(g.is_some(), calls == 1);
     }
 
     #[test]
