@@ -616,6 +616,11 @@ mod tests {
                     );
                 }
                 assert_eq!(l.inner.len, model.len());
+                drop(l);
+                // The published minimum is the exact one once the lock is
+                // released.
+                let published = o.heads[0].read();
+                assert_eq!(published, want.map_or(EMPTY, |(_, k)| k), "step {step}");
             }
             let keys: Vec<_> = model.values().map(|v| v.0).collect();
             for pos in keys {
