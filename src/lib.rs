@@ -89,11 +89,13 @@
 //!
 //! ## Safety and correctness
 //!
-//! The unsafe code of the core is confined to `src/slot.rs` (the slot's two
-//! references to a session: taking them, upgrading the weak one in place under an
-//! epoch guard through a guard-bound `Shared<'g, P>`, releasing them after an
-//! unlink — the weak one after the grace period), plus the `Send` of the eviction
-//! partitions' raw identities (`src/order.rs`) and the coarse clock's
+//! The unsafe code of the core is confined to `src/slot.rs` (the map key that is a
+//! session pointer, hashed and compared as the session's id; the cache's one
+//! strong reference per session: taking it, upgrading in place under an epoch
+//! guard through a guard-bound `Shared<'g, P>`, releasing it after an unlink —
+//! with a weak reference deferred to the epoch after a replace), plus the
+//! eviction partitions' raw identities (`src/order.rs`), the probe of a shard's
+//! table in `src/map/dashmap.rs`, and the coarse clock's
 //! `clock_gettime` (`src/clock.rs`); the OpenSSL adapter's FFI is in
 //! `src/integrations/openssl.rs`. The design and its invariants are in
 //! `docs/DESIGN.md`; loom models (and their planted mutants) check the races.
