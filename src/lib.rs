@@ -113,6 +113,9 @@ pub mod metrics;
 mod mode;
 mod mutant;
 mod order;
+#[cfg(tls_session_cache_loom)]
+#[doc(hidden)]
+pub use order::__loom_group_summary_race;
 mod raw;
 mod session;
 mod slot;

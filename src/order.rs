@@ -30,7 +30,7 @@ const SORTED: u32 = u32::MAX - 1;
 const FREE: u32 = u32::MAX - 2;
 
 /// `(expiry, seq)`: soonest expiry first, then oldest insert.
-pub(crate) type Key = (u64, u64);
+pub type Key = (u64, u64);
 
 /// A partition's view of one linked session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +161,9 @@ pub(crate) struct Order<P> {
     /// a head of the group: the evictor scans the groups, then one group's heads
     /// (64 partitions: 8 + 8 cells instead of 64).
     groups: Box<[HeadCell]>,
+    /// Per group: bumped (read-modify-write, so totally ordered) by every
+    /// republisher of the group's summary; see `PartLock::drop`.
+    group_vers: Box<[AtomicU64]>,
 }
 
 impl HeadCell {
@@ -227,6 +230,9 @@ impl<P> Order<P> {
             heads: (0..parts).map(|_| HeadCell::empty()).collect(),
             groups: (0..parts.div_ceil(GROUP))
                 .map(|_| HeadCell::empty())
+                .collect(),
+            group_vers: (0..parts.div_ceil(GROUP))
+                .map(|_| AtomicU64::new(0))
                 .collect(),
         }
     }
@@ -299,7 +305,7 @@ impl<P> Order<P> {
         PartLock {
             head: &self.heads[part],
             // One group: nobody reads its summary (see `lock_min`).
-            group: (self.groups.len() > 1).then(|| &self.groups[g]),
+            group: (self.groups.len() > 1).then(|| (&self.groups[g], &self.group_vers[g])),
             siblings: &self.heads[base..(base + GROUP).min(self.heads.len())],
             index: part,
             inner,
@@ -339,7 +345,7 @@ impl<P> Order<P> {
 /// A locked partition. Dropping it republishes the partition's minimum.
 pub(crate) struct PartLock<'a, P> {
     head: &'a HeadCell,
-    group: Option<&'a HeadCell>,
+    group: Option<(&'a HeadCell, &'a AtomicU64)>,
     siblings: &'a [HeadCell],
     index: usize,
     inner: MutexGuard<'a, Inner<P>>,
@@ -499,22 +505,41 @@ impl<P> PartLock<'_, P> {
 
 impl<P> Drop for PartLock<'_, P> {
     fn drop(&mut self) {
-        let (e, s) = self.min().map_or((u64::MAX, u64::MAX), |h| h.key);
-        // Seq first, expiry last (Release): a reader that sees the new expiry sees
-        // at least this seq. Torn reads only make the hint approximate.
-        if !self.head.write((e, s)) {
+        let key = self.min().map_or(EMPTY, |h| h.key);
+        // Seq first, expiry last (Release): a reader that sees the new expiry
+        // sees at least this seq. Torn reads only make the hint approximate.
+        if !self.head.write(key) {
             return; // the partition's minimum did not change: nor did the group's
         }
-        let Some(group) = self.group else {
+        let Some((group, ver)) = self.group else {
             return;
         };
-        // Republish the group's minimum from its cells (exact when no other
-        // thread changes a head of this group meanwhile; a racing update may
-        // leave it stale until the group's next change: a hint, re-checked
-        // under the mutex by the evictor, with a full scan of the cells when
-        // the summaries lead nowhere; see `lock_min`).
-        let m = smallest(self.siblings, usize::MAX).map_or(EMPTY, |(k, _)| k);
-        group.write(m);
+        // Grouped (more than `GROUP` partitions): the group's summary is written
+        // by whichever holder of a sibling's mutex changed a head, so two of them
+        // can race (T1 reads T2's old head, T2 publishes, T1's summary lands
+        // last, or the two-word stores interleave) and nothing would repair it
+        // until the group's next change: the evictor would pick a wrong minimum
+        // even once quiescent (loom model 18). So every republisher bumps the
+        // group's version (a read-modify-write: all bumps are totally ordered,
+        // and each one acquires every head stored before an earlier bump), then
+        // reads the cells, writes the summary, and checks with another
+        // read-modify-write that nobody bumped meanwhile (else starts over).
+        // Whoever bumps after a stale summary was written re-reads the cells
+        // and writes after it: once quiescent the summary is exact.
+        loop {
+            let v = ver.fetch_add(1, Ordering::AcqRel);
+            let m = smallest(self.siblings, usize::MAX).map_or(EMPTY, |(k, _)| k);
+            group.write(m);
+            // A read-modify-write, not a load: it reads the latest bump (a load
+            // may return an older one and let a stale summary stand).
+            let now = v.wrapping_add(1);
+            if ver
+                .compare_exchange(now, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break;
+            }
+        }
     }
 }
 
@@ -657,4 +682,31 @@ mod tests {
         drop(l);
         assert_eq!(o.min_part(), Some(1));
     }
+}
+
+/// A loom scenario of the order's own race, driven by `loom-tests` (model 18;
+/// the order is private, and the crate's own tests cannot be built under the
+/// loom cfg). Sixteen partitions (two groups of eight): the holders of two
+/// sibling partitions' mutexes change their heads at once — one removes its
+/// minimum, the other files a smaller one — and each republishes the group's
+/// summary. Returns the group summary and the minimum of the group's cells once
+/// both are done: they must be equal. Without the re-read loop in
+/// `PartLock::drop` the summary computed from the other's old head can land
+/// last and stay (found by a review).
+#[cfg(tls_session_cache_loom)]
+#[doc(hidden)]
+pub fn __loom_group_summary_race() -> (Key, Key) {
+    use std::sync::Arc;
+    let p = |n: usize| (n * 8) as *const Session<()>;
+    let o = Arc::new(Order::<()>::new(16));
+    let a = o.lock(0).insert(p(1), 50, 1);
+    o.lock(1).insert(p(2), 60, 2);
+    let t = {
+        let o = o.clone();
+        loom::thread::spawn(move || o.lock(0).remove(a))
+    };
+    o.lock(1).insert(p(3), 10, 3);
+    t.join().unwrap();
+    let want = o.heads[..GROUP].iter().map(HeadCell::read).min().unwrap();
+    (o.groups[0].read(), want)
 }

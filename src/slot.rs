@@ -109,7 +109,12 @@ impl<P> IdKey for Link<P> {
         // replace under the shard read lock may load the old pointer: it is
         // pinned (every read-locked call pins first), and the replacer defers a
         // weak reference to the old allocation, so it stays valid; the id never
-        // changes after a session is made.
+        // changes after a session is made. (The replacer may meanwhile drop the
+        // old session's last strong reference, which runs `Session<P>`'s drop
+        // glue through a `&mut`: the id has no drop glue and is never written,
+        // and the memory stays allocated, so the bytes read are the id's; under
+        // a strict aliasing model such as Stacked Borrows the overlap of that
+        // `&mut` with this shared read would still count as a violation.)
         unsafe { (*p).key() }
     }
 }
@@ -195,6 +200,9 @@ impl<'g, P> Shared<'g, P> {
         // together hold one), so a `Weak` made from the `Arc::into_raw` pointer
         // (the same pointer `Weak::into_raw` gives) is valid to upgrade through;
         // we borrow it without owning a count: `ManuallyDrop` never decrements.
+        // (This relies on `Arc::into_raw` and `Weak::into_raw` giving the same
+        // data pointer for the same allocation, which std guarantees for `T:
+        // Sized`; std documents `Weak::into_raw` as `from_raw`'s origin.)
         let weak = ManuallyDrop::new(unsafe { Weak::from_raw(self.as_raw()) });
         weak.upgrade()
     }

@@ -42,6 +42,11 @@ where
     /// compares `k` with a key it holds (a bucket whose hash tag matches), and
     /// hands its result to `f`: a caller that must be pinned to read a stored key
     /// pins only then. An absent id (the usual case for an add) costs no pin.
+    /// The pin then happens under the shard's read lock: crossbeam may run
+    /// deferred functions during a pin (every 128th), including other crates'
+    /// garbage on the global collector; ours only drop `Weak`s, but a foreign
+    /// deferred function that called back into this cache's same shard for a
+    /// write would wait for this read lock.
     #[inline]
     pub(crate) fn read_lazy<G, R>(
         &self,
