@@ -32,10 +32,7 @@ where
         k: &(dyn IdKey + 'static),
         f: impl FnOnce(Option<(&K, &V)>) -> R,
     ) -> R {
-        match self.inner.get(k) {
-            Some(r) => f(Some(r.pair())),
-            None => f(None),
-        }
+        self.read_lazy(k, || (), |e, _| f(e))
     }
 
     /// As `read`, but calls `before_compare` once, just before the map first

@@ -26,6 +26,21 @@ fn hash_of(k: &(dyn IdKey + 'static)) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(k)
 }
 
+/// Removes and returns `k`'s entry if `pred` holds for it.
+fn take_if<K: Borrow<dyn IdKey>, V>(
+    t: &mut Table<K, V>,
+    k: &(dyn IdKey + 'static),
+    h: u64,
+    pred: impl FnOnce(&K, &V) -> bool,
+) -> Option<(K, V)> {
+    let i = find(t, k, h, || {})?;
+    if !pred(&t[i].1, &t[i].2) {
+        return None;
+    }
+    let (_, k, v) = t.swap_remove(i);
+    Some((k, v))
+}
+
 /// The index of `k` in `t` (hash first; `before_compare` before the first key
 /// comparison).
 fn find<K: Borrow<dyn IdKey>, V>(
@@ -149,10 +164,7 @@ where
         k: &(dyn IdKey + 'static),
         f: impl FnOnce(Option<(&K, &V)>) -> R,
     ) -> R {
-        let h = hash_of(k);
-        let s = self.shard(h);
-        let g = s.read();
-        s.with(&g, |t| f(find(t, k, h, || {}).map(|i| (&t[i].1, &t[i].2))))
+        self.read_lazy(k, || (), |e, _| f(e))
     }
 
     pub(crate) fn read_lazy<G, R>(
@@ -199,15 +211,7 @@ where
         let h = hash_of(k);
         let s = self.shard(h);
         let g = s.write();
-        s.with_mut(&g, |t| {
-            let i = find(t, k, h, || {})?;
-            if pred(&t[i].1, &t[i].2) {
-                let (_, k, v) = t.swap_remove(i);
-                Some((k, v))
-            } else {
-                None
-            }
-        })
+        s.with_mut(&g, |t| take_if(t, k, h, pred))
     }
 
     pub(crate) fn try_remove_if(
@@ -218,15 +222,7 @@ where
         let h = hash_of(k.borrow());
         let s = self.shard(h);
         let g = s.try_write()?;
-        Some(s.with_mut(&g, |t| {
-            let i = find(t, k.borrow(), h, || {})?;
-            if pred(&t[i].1, &t[i].2) {
-                let (_, k, v) = t.swap_remove(i);
-                Some((k, v))
-            } else {
-                None
-            }
-        }))
+        Some(s.with_mut(&g, |t| take_if(t, k.borrow(), h, pred)))
     }
 
     pub(crate) fn slots(&self) -> usize {
