@@ -527,19 +527,17 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         Some((head, id))
                     })
                     .min_by_key(|(h, _)| h.key);
-                match best {
-                    Some(v) => v,
-                    None => return Evict::Empty,
+                let Some((head, id)) = best else {
+                    return Evict::Empty;
+                };
+                if below.is_some_and(|t| head.key.0 >= t) {
+                    return Evict::NotBelow;
                 }
+                // SAFETY: none needed; a no-op unless that mutant is on.
+                unsafe { mutant_release_early(head.ptr) };
+                (head, id)
             }
         };
-        if below.is_some_and(|t| head.key.0 >= t) {
-            return Evict::NotBelow;
-        }
-        if matches!(pick, Pick::Excluding(_)) {
-            // SAFETY: none needed; a no-op unless that mutant is on.
-            unsafe { mutant_release_early(head.ptr) };
-        }
         let unlinked = self.map.remove_if(&id, |link, pos| {
             let pos = pos.get();
             let mut part = self.order.lock_pos(pos);
@@ -592,21 +590,15 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Unlinks the session under `key` if it passes `expect`, and returns the
     /// cache's strong reference to it.
     pub(crate) fn remove(&self, key: &Id, expect: Expect<'_, P>) -> Option<Arc<Session<P>>> {
-        // A guard only to read the linked session's sid_ctx under the lock: what
-        // is unlinked under the write lock is released without the epoch.
-        let guard = matches!(expect, Expect::SidCtx(_)).then(|| self.epoch.pin());
         let (link, _) = self.map.remove_if(key, |link, pos| {
             let pass = match expect {
                 Expect::Any => true,
                 // `p` is held by the caller: no ABA.
                 Expect::Same(p) => link.holds(p),
                 Expect::SidCtx(ctx) => {
-                    // SAFETY: we hold the id's shard write lock and the link holds
-                    // the pointer just loaded; a replace needs the shard read lock
-                    // and an unlink this write lock, so the session stays linked
-                    // (its strong reference held by the map) for the borrow.
-                    let guard = guard.as_ref().expect("pinned for SidCtx");
-                    let linked = unsafe { link.load(guard).deref_linked() };
+                    // SAFETY: `remove_if` runs this under the id's shard write
+                    // lock. (No epoch pin is needed for that borrow.)
+                    let linked = unsafe { link.linked_under_write_lock() };
                     linked.sid_ctx() == ctx
                 }
             };
@@ -615,7 +607,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             pass
         })?;
-        drop(guard);
         Some(link.into_unlinked().release_removed())
     }
 

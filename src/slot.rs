@@ -59,6 +59,19 @@ impl<P> Link<P> {
         self.ptr.load(Ordering::Acquire).cast_const() == s
     }
 
+    /// The linked session, borrowed while the caller holds this id's shard
+    /// *write* lock (no replace, which needs the read lock, and no unlink, which
+    /// needs this lock, can run), so the map's strong reference keeps it alive.
+    ///
+    /// # Safety
+    /// The caller must hold the write lock of the shard this key is in for as
+    /// long as the borrow lives.
+    #[inline]
+    pub(crate) unsafe fn linked_under_write_lock(&self) -> &Session<P> {
+        // SAFETY: per the contract the session is linked for the borrow.
+        unsafe { &*self.raw() }
+    }
+
     /// The raw linked pointer (for identity comparison only).
     #[inline]
     pub(crate) fn raw(&self) -> *const Session<P> {
@@ -205,20 +218,6 @@ impl<'g, P> Shared<'g, P> {
         // Sized`; std documents `Weak::into_raw` as `from_raw`'s origin.)
         let weak = ManuallyDrop::new(unsafe { Weak::from_raw(self.as_raw()) });
         weak.upgrade()
-    }
-
-    /// The session itself.
-    ///
-    /// # Safety
-    /// The session must still be linked (the caller holds a lock that keeps it
-    /// linked: its partition mutex with its entry present, or its shard lock with
-    /// the link holding this pointer), so that the cache's strong reference keeps
-    /// the payload alive for the borrow.
-    #[inline]
-    pub(crate) unsafe fn deref_linked(self) -> &'g Session<P> {
-        // SAFETY: per the contract the session is linked, so its strong count is at
-        // least 1 and the allocation is valid for `'g`.
-        unsafe { self.ptr.as_ref() }
     }
 }
 
