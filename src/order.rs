@@ -65,10 +65,19 @@ struct Ends {
 struct Inner<P> {
     slab: Vec<Entry<P>>,
     free: u32,
-    /// One list per expiry, each in `seq` order.
+    /// One list per expiry, each in `seq` order: every expiry's list but the
+    /// greatest one's (`hot`).
     lists: BTreeMap<u64, Ends>,
+    /// The list of the greatest expiry, kept out of `lists`: appends with the
+    /// newest expiry (nearly all of them, sessions sharing one timeout) and
+    /// removals at its ends touch no map. `None` only when `lists` is empty
+    /// too; else every key of `lists` is below its expiry.
+    hot: Option<(u64, Ends)>,
     /// Entries that could not be appended to their expiry's list.
     sorted: BTreeMap<Key, u32>,
+    /// The smallest entry (`NIL` when empty), kept up to date by every insert
+    /// and removal: the evictor and every republish read it in O(1).
+    min: u32,
     len: usize,
 }
 
@@ -83,7 +92,9 @@ impl<P> Inner<P> {
             slab: Vec::new(),
             free: NIL,
             lists: BTreeMap::new(),
+            hot: None,
             sorted: BTreeMap::new(),
+            min: NIL,
             len: 0,
         }
     }
@@ -107,23 +118,39 @@ impl<P> Inner<P> {
         }
     }
 
-    fn list_min(&self) -> Option<u32> {
-        self.lists.first_key_value().map(|(_, e)| e.head)
+    /// The lists in expiry order.
+    fn all_lists(&self) -> impl Iterator<Item = &Ends> {
+        self.lists.values().chain(self.hot.as_ref().map(|(_, e)| e))
+    }
+
+    /// The ends of `expiry`'s list, if it has one.
+    fn ends_mut(&mut self, expiry: u64) -> Option<&mut Ends> {
+        match &mut self.hot {
+            Some((e, ends)) if *e == expiry => Some(ends),
+            _ => self.lists.get_mut(&expiry),
+        }
+    }
+
+    /// The smallest of `a` and `b` (either may be `NIL`).
+    fn smaller(&self, a: u32, b: u32) -> u32 {
+        if a == NIL {
+            b
+        } else if b == NIL || self.slab[a as usize].key() <= self.slab[b as usize].key() {
+            a
+        } else {
+            b
+        }
+    }
+
+    /// The minimum computed from the lists and the sorted map.
+    fn compute_min(&self) -> u32 {
+        let l = self.all_lists().next().map_or(NIL, |e| e.head);
+        let s = self.sorted.first_key_value().map_or(NIL, |(_, &i)| i);
+        self.smaller(l, s)
     }
 
     fn min(&self) -> Option<u32> {
-        let l = self.list_min();
-        let s = self.sorted.first_key_value().map(|(_, &i)| i);
-        match (l, s) {
-            (Some(a), Some(b)) => Some(
-                if self.slab[a as usize].key() <= self.slab[b as usize].key() {
-                    a
-                } else {
-                    b
-                },
-            ),
-            (a, b) => a.or(b),
-        }
+        (self.min != NIL).then_some(self.min)
     }
 
     fn head_of(&self, part: usize, i: u32) -> Head<P> {
@@ -198,20 +225,18 @@ impl HeadCell {
 type Ranked = Option<(Key, usize)>;
 
 /// The smallest non-empty cell of `cells` other than the one at `skip`, with its
-/// index.
+/// index. (An empty cell reads `EMPTY`, which is never below the best so far; a
+/// live entry's `seq` is never `u64::MAX`.)
 #[inline]
 fn smallest(cells: &[HeadCell], skip: usize) -> Ranked {
-    let mut best: Ranked = None;
+    let (mut best_e, mut best_s, mut best_i) = (u64::MAX, u64::MAX, usize::MAX);
     for (i, h) in cells.iter().enumerate() {
-        let k = h.read();
-        if k == EMPTY || i == skip {
-            continue;
-        }
-        if best.is_none_or(|(b, _)| k < b) {
-            best = Some((k, i));
+        let (e, s) = h.read();
+        if (e < best_e || (e == best_e && s < best_s)) && i != skip {
+            (best_e, best_s, best_i) = (e, s, i);
         }
     }
-    best
+    (best_i != usize::MAX).then_some(((best_e, best_s), best_i))
 }
 
 /// The published key of an empty partition (or group).
@@ -354,43 +379,57 @@ pub(crate) struct PartLock<'a, P> {
 impl<P> PartLock<'_, P> {
     /// Files a linked session; returns its position for the slot.
     pub(crate) fn insert(&mut self, ptr: *const Session<P>, expiry: u64, seq: u64) -> u64 {
-        use std::collections::btree_map::Entry as Slot;
-        let Inner {
-            slab,
-            free,
-            lists,
-            sorted,
-            len,
-        } = &mut *self.inner;
-        let entry = |prev| Entry {
-            ptr,
-            expiry,
-            seq,
-            prev,
-            next: NIL,
+        let inner = &mut *self.inner;
+        // The tail of its expiry's list, if it has one: the newest expiry's list
+        // (nearly always) needs no map lookup.
+        let tail = match inner.hot {
+            Some((e, ends)) if e == expiry => Some(ends.tail),
+            Some((e, _)) if e > expiry => inner.lists.get(&expiry).map(|ends| ends.tail),
+            _ => None,
         };
-        let i = match lists.entry(expiry) {
-            Slot::Vacant(v) => {
-                let i = Inner::alloc(slab, free, entry(NIL));
-                v.insert(Ends { head: i, tail: i });
-                i
+        let prev = match tail {
+            // The common case: the newest of its expiry, appended.
+            Some(t) if inner.slab[t as usize].seq < seq => t,
+            // A re-file with an old seq: behind its list's tail.
+            Some(_) => SORTED,
+            // The first of its expiry: a new list.
+            None => NIL,
+        };
+        let i = Inner::alloc(
+            &mut inner.slab,
+            &mut inner.free,
+            Entry {
+                ptr,
+                expiry,
+                seq,
+                prev,
+                next: NIL,
+            },
+        );
+        match prev {
+            SORTED => {
+                inner.sorted.insert((expiry, seq), i);
             }
-            Slot::Occupied(mut o) => {
-                let t = o.get().tail;
-                if slab[t as usize].seq < seq {
-                    // The common case: the newest of its expiry.
-                    let i = Inner::alloc(slab, free, entry(t));
-                    slab[t as usize].next = i;
-                    o.get_mut().tail = i;
-                    i
+            NIL => {
+                let ends = Ends { head: i, tail: i };
+                if inner.hot.is_none_or(|(e, _)| e < expiry) {
+                    // A new greatest expiry: the old hot list joins the map.
+                    if let Some((e, old)) = inner.hot.replace((expiry, ends)) {
+                        inner.lists.insert(e, old);
+                    }
                 } else {
-                    let i = Inner::alloc(slab, free, entry(SORTED));
-                    sorted.insert((expiry, seq), i);
-                    i
+                    inner.lists.insert(expiry, ends);
                 }
             }
-        };
-        *len += 1;
+            t => {
+                inner.slab[t as usize].next = i;
+                if let Some(ends) = inner.ends_mut(expiry) {
+                    ends.tail = i;
+                }
+            }
+        }
+        inner.min = inner.smaller(inner.min, i);
+        inner.len += 1;
         ((self.index as u64) << 32) | u64::from(i)
     }
 
@@ -413,11 +452,16 @@ impl<P> PartLock<'_, P> {
             if next != NIL {
                 inner.slab[next as usize].prev = prev;
             }
-            if prev == NIL || next == NIL {
-                // The head or the tail of its expiry's list.
-                if prev == NIL && next == NIL {
+            if prev == NIL && next == NIL {
+                // Its expiry's list empties.
+                if inner.hot.is_some_and(|(e, _)| e == key.0) {
+                    inner.hot = inner.lists.pop_last();
+                } else {
                     inner.lists.remove(&key.0);
-                } else if let Some(ends) = inner.lists.get_mut(&key.0) {
+                }
+            } else if prev == NIL || next == NIL {
+                // The head or the tail of its expiry's list.
+                if let Some(ends) = inner.ends_mut(key.0) {
                     if prev == NIL {
                         ends.head = next;
                     }
@@ -434,6 +478,15 @@ impl<P> PartLock<'_, P> {
         e.next = free;
         inner.free = i;
         inner.len -= 1;
+        if inner.min == i {
+            inner.min = if prev == NIL && next != NIL && inner.sorted.is_empty() {
+                // The evictor's case: the head of the first list, whose next
+                // entry (same expiry) is now the smallest.
+                next
+            } else {
+                inner.compute_min()
+            };
+        }
     }
 
     /// Whether the entry at `pos` files exactly `ptr` (for debug checks).
@@ -487,7 +540,7 @@ impl<P> PartLock<'_, P> {
         // The second smallest is the first list's second entry, the second
         // list's head or one of the sorted map's first two.
         let mut cands = [NIL; 6];
-        for (k, ends) in inner.lists.values().take(2).enumerate() {
+        for (k, ends) in inner.all_lists().take(2).enumerate() {
             cands[2 * k] = ends.head;
             cands[2 * k + 1] = inner.slab[ends.head as usize].next;
         }
@@ -591,10 +644,11 @@ mod tests {
         assert_eq!(l.min().unwrap().ptr, p(1));
         l.remove(a);
         assert!(l.min().is_none());
-        assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty());
+        assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty() && l.inner.hot.is_none());
     }
 
-    /// Random inserts (fresh and old seqs, few and many expiries) and removals
+    /// Random inserts (fresh and old seqs, few and many expiries) and removals (of
+    /// the minimum or of any entry)
     /// against a sorted set: the minimum, the minimum excluding any entry and the
     /// length agree after every step, and nothing is left behind.
     #[test]
@@ -624,7 +678,13 @@ mod tests {
                     let pos = o.lock(0).insert(p(step + 1), expiry, s);
                     model.insert((expiry, s), (pos, step + 1));
                 } else {
-                    let k = *model.keys().nth((next() as usize) % model.len()).unwrap();
+                    // Half the removals take the minimum (as the evictor does),
+                    // half any entry.
+                    let k = if next() % 2 == 0 {
+                        *model.keys().next().unwrap()
+                    } else {
+                        *model.keys().nth((next() as usize) % model.len()).unwrap()
+                    };
                     let (pos, _) = model.remove(&k).unwrap();
                     o.lock(0).remove(pos);
                 }
@@ -653,6 +713,7 @@ mod tests {
             }
             let l = o.lock(0);
             assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty() && l.min().is_none());
+            assert!(l.inner.hot.is_none() && l.inner.min == NIL);
         }
     }
 

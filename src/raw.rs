@@ -189,7 +189,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // replace may be swapping that key's pointer: we pin before the first
         // comparison (the old allocation then waits for our guard). A new id
         // usually meets no key to compare, and then pins nothing.
-        let fast = self.map.read_lazy(
+        // Hashed once: for the lookup here and the insert below.
+        let hash = self.map.hash(key);
+        let fast = self.map.read_lazy_hashed(
+            hash,
             key,
             || self.epoch.pin(),
             |e, guard| {
@@ -220,7 +223,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // SAFETY: `s` is held by the caller for the whole call; if the id is
         // absent this link is the key inserted, and `refs` is published into it.
         let query = unsafe { Link::to(sp) };
-        let linked = self.map.write(query, |link, e| match e {
+        let linked = self.map.write_hashed(hash, query, |link, e| match e {
             Some(pos) => (
                 None,
                 Some(self.link_existing(link, pos, s, expiry, refile_same)),

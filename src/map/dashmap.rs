@@ -1,7 +1,7 @@
 //! Normal builds: dashmap 6 with a keyed foldhash.
 
 use crate::id::IdKey;
-use dashmap::{mapref::entry::Entry, DashMap};
+use dashmap::{mapref::entry::Entry, DashMap, SharedValue};
 use std::borrow::Borrow;
 use std::hash::Hash;
 
@@ -48,14 +48,32 @@ where
     pub(crate) fn read_lazy<G, R>(
         &self,
         k: &(dyn IdKey + 'static),
+        before_compare: impl FnMut() -> G,
+        f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
+    ) -> R {
+        self.read_lazy_hashed(self.hash(k), k, before_compare, f)
+    }
+
+    /// `k`'s hash, for the `_hashed` methods: an add looks its id up, then
+    /// inserts it, and hashes it once.
+    #[inline]
+    pub(crate) fn hash(&self, k: &(dyn IdKey + 'static)) -> u64 {
+        // Exactly as `DashMap::get` computes it.
+        self.inner.hash_usize(&k) as u64
+    }
+
+    /// `read_lazy` with `k`'s hash computed by `hash`.
+    #[inline]
+    pub(crate) fn read_lazy_hashed<G, R>(
+        &self,
+        hash: u64,
+        k: &(dyn IdKey + 'static),
         mut before_compare: impl FnMut() -> G,
         f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
     ) -> R {
-        // The hash and shard exactly as `DashMap::get` computes them.
-        let hash = self.inner.hash_usize(&k);
-        let shard = self.inner.shards()[self.inner.determine_shard(hash)].read();
+        let shard = self.inner.shards()[self.inner.determine_shard(hash as usize)].read();
         let mut g = None;
-        let found = shard.find(hash as u64, |(key, _)| {
+        let found = shard.find(hash, |(key, _)| {
             if g.is_none() {
                 g = Some(before_compare());
             }
@@ -75,14 +93,38 @@ where
     /// Runs `f` on the entry for `k` (if any) under the shard's write lock. When
     /// the key is absent and `f` returns `Some(v)`, `(k, v)` is inserted before the
     /// lock is released; `f` sees the key that is inserted (or the one in the map).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn write<R>(&self, k: K, f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R)) -> R {
-        match self.inner.entry(k) {
-            Entry::Occupied(o) => f(o.key(), Some(o.get())).1,
-            Entry::Vacant(v) => {
-                let (ins, r) = f(v.key(), None);
+        self.write_hashed(self.hash(k.borrow()), k, f)
+    }
+
+    /// `write` with `k`'s hash computed by `hash` (the caller's duty: it must be
+    /// `hash(k)`, or the entry would be filed where no lookup finds it).
+    #[inline]
+    pub(crate) fn write_hashed<R>(
+        &self,
+        hash: u64,
+        k: K,
+        f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R),
+    ) -> R {
+        debug_assert_eq!(hash, self.hash(k.borrow()));
+        let mut shard = self.inner.shards()[self.inner.determine_shard(hash as usize)].write();
+        let found = shard.find(hash, |(key, _)| k.borrow() == key.borrow());
+        match found {
+            Some(bucket) => {
+                // SAFETY: found in this shard's table under its write lock, held
+                // until `f` returns; nothing is inserted or removed meanwhile.
+                let (key, v) = unsafe { bucket.as_ref() };
+                f(key, Some(v.get())).1
+            }
+            None => {
+                let (ins, r) = f(&k, None);
                 if let Some(val) = ins {
-                    v.insert(val);
+                    // Rehashing (when the table grows) hashes each key as
+                    // dashmap does.
+                    shard.insert(hash, (k, SharedValue::new(val)), |(key, _)| {
+                        self.inner.hash_usize(key) as u64
+                    });
                 }
                 r
             }

@@ -170,10 +170,24 @@ where
     pub(crate) fn read_lazy<G, R>(
         &self,
         k: &(dyn IdKey + 'static),
+        before_compare: impl FnMut() -> G,
+        f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
+    ) -> R {
+        self.read_lazy_hashed(hash_of(k), k, before_compare, f)
+    }
+
+    pub(crate) fn hash(&self, k: &(dyn IdKey + 'static)) -> u64 {
+        hash_of(k)
+    }
+
+    pub(crate) fn read_lazy_hashed<G, R>(
+        &self,
+        h: u64,
+        k: &(dyn IdKey + 'static),
         mut before_compare: impl FnMut() -> G,
         f: impl FnOnce(Option<(&K, &V)>, Option<G>) -> R,
     ) -> R {
-        let h = hash_of(k);
+        assert_eq!(h, hash_of(k), "a hash from `hash`");
         let s = self.shard(h);
         let g = s.read();
         s.with(&g, |t| {
@@ -187,8 +201,18 @@ where
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn write<R>(&self, k: K, f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R)) -> R {
-        let h = hash_of(k.borrow());
+        self.write_hashed(hash_of(k.borrow()), k, f)
+    }
+
+    pub(crate) fn write_hashed<R>(
+        &self,
+        h: u64,
+        k: K,
+        f: impl FnOnce(&K, Option<&V>) -> (Option<V>, R),
+    ) -> R {
+        assert_eq!(h, hash_of(k.borrow()), "a hash from `hash`");
         let s = self.shard(h);
         let g = s.write();
         s.with_mut(&g, |t| match find(t, k.borrow(), h, || {}) {

@@ -99,6 +99,36 @@ mod tests {
         assert_eq!(g.is_some(), calls == 1);
     }
 
+    /// `write` inserts with a hash computed once and rehashes on growth with
+    /// its own closure: every key must stay findable by `read` (dashmap's hash)
+    /// and removable through the tables' growth, and `slots` counts them all.
+    #[test]
+    fn keys_inserted_with_a_precomputed_hash_survive_growth() {
+        let m: ShardMap<Id, u32> = ShardMap::new(2);
+        for i in 0..5_000u32 {
+            let k = key(&i.to_le_bytes());
+            let h = m.hash(&k);
+            m.write_hashed(h, k, |_, v| {
+                assert!(v.is_none());
+                (Some(i), ())
+            });
+        }
+        assert_eq!(m.slots(), 5_000);
+        for i in 0..5_000u32 {
+            let k = key(&i.to_le_bytes());
+            assert_eq!(m.read(&k, |e| e.map(|(_, v)| *v)), Some(i), "key {i}");
+            // Occupied: `f` sees the stored value, nothing is inserted.
+            m.write_hashed(m.hash(&k), k.clone(), |_, v| {
+                assert_eq!(v, Some(&i));
+                (Some(0), ())
+            });
+        }
+        for i in (0..5_000u32).step_by(2) {
+            assert!(m.remove_if(&key(&i.to_le_bytes()), |_, _| true).is_some());
+        }
+        assert_eq!(m.slots(), 2_500);
+    }
+
     #[test]
     fn drain_takes_all() {
         let mut m: ShardMap<Id, u32> = ShardMap::new(3);
