@@ -19,7 +19,7 @@ MUTANTS=(
     "order_after_pointer|loom_remove|model_03a_add_remove_new_id|300"
     "capacity_check_then_act|loom_v2|model_15_last_free_place|300"
     "release_before_unlink|loom_add|model_08a_full_cache_capacity_1|300"
-    "evict_pointer_identity|loom_v2|model_17_evictor_returns_after_remove_and_readd|300"
+    "read_lock_as_exclusive|loom_v2|model_14_replace_replace|300"
 )
 
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true

@@ -34,7 +34,6 @@ pub struct Builder<P> {
     pub(crate) clock: ClockSrc,
     pub(crate) store: Option<Arc<dyn SessionStore<P>>>,
     pub(crate) shards: Option<usize>,
-    pub(crate) partitions: Option<usize>,
     #[cfg(tls_session_cache_loom)]
     pub(crate) collector: Option<crossbeam_epoch::Collector>,
 }
@@ -48,7 +47,6 @@ impl<P> Default for Builder<P> {
             clock: ClockSrc::System,
             store: None,
             shards: None,
-            partitions: None,
             #[cfg(tls_session_cache_loom)]
             collector: None,
         }
@@ -93,21 +91,24 @@ impl<P> Builder<P> {
         self
     }
 
-    /// The number of map shards (rounded up to a power of two, at least 2). Default:
-    /// dashmap's, four per available core.
+    /// The number of map shards (rounded up to a power of two, 2 to 65 536).
+    /// Each shard is also an eviction partition (its own slice of the eviction
+    /// order, published in two atomics): an eviction reads every partition's
+    /// published minimum without locking and takes only the winner's shard
+    /// write lock. More shards spread lock contention at a small scan cost
+    /// (with more than 8, the scan reads a summary per group of 8 first).
+    /// Default: four per available core, as dashmap's own default.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
     }
 
-    /// The number of eviction partitions (rounded up to a power of two, 1 to
-    /// 65 536). Each has its own mutex; an eviction reads every partition's
-    /// published minimum without locking and locks only the winner's, so more
-    /// partitions spread replace/remove contention at a small scan cost. Default:
-    /// the available parallelism rounded up to a power of two, clamped to 4..=64.
-    pub fn partitions(mut self, partitions: usize) -> Self {
-        self.partitions = Some(partitions);
-        self
+    /// The number of eviction partitions: the same number as `shards` (each map
+    /// shard is one partition), so this sets the shard count; the last of the
+    /// two calls wins. Kept for callers of earlier versions, where partitions
+    /// and shards were counted apart.
+    pub fn partitions(self, partitions: usize) -> Self {
+        self.shards(partitions)
     }
 
     /// Under the loom cfg only: the model-local epoch collector to use.
@@ -133,7 +134,6 @@ impl<P> fmt::Debug for Builder<P> {
             .field("mode", &self.mode)
             .field("store", &self.store.is_some())
             .field("shards", &self.shards)
-            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }

@@ -62,7 +62,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     pub(crate) fn from_builder(b: Builder<P>) -> Self {
-        let (shards, parts) = crate::sync::default_shards_and_parts();
+        let shards = crate::sync::default_shards();
         #[cfg(not(tls_session_cache_loom))]
         let epoch = Epoch::new();
         #[cfg(tls_session_cache_loom)]
@@ -70,7 +70,6 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         SessionCache {
             raw: Raw::new(
                 b.shards.unwrap_or(shards),
-                b.partitions.unwrap_or(parts),
                 b.capacity,
                 b.timeout.as_secs(),
                 epoch,

@@ -82,13 +82,6 @@ impl Id {
         let hi = u128::from(self.word(2)) | (u128::from(self.word(3)) << 64);
         (lo, hi ^ (u128::from(self.len) << 120))
     }
-
-    /// The first word mixed with `seed`: the eviction partition's input (one
-    /// multiply; the seed is random per cache, and ids are made by the server).
-    #[inline]
-    pub(crate) fn spread(&self, seed: u64) -> u64 {
-        (self.word(0) ^ self.word(3) ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
 }
 
 impl Hash for Id {

@@ -20,9 +20,8 @@ pub(crate) const CAPACITY_CHECK_THEN_ACT: bool =
 pub(crate) const RELEASE_BEFORE_UNLINK: bool =
     cfg!(tls_session_cache_mutant = "release_before_unlink");
 
-/// An evictor that had to let go of the partition mutex (the victim's shard was
-/// busy) trusts the victim's pointer alone when it comes back, instead of the
-/// entry's `seq`: a session removed and linked again meanwhile (a new entry, a
-/// newer place in the order) is taken for the victim it read.
-pub(crate) const EVICT_POINTER_IDENTITY: bool =
-    cfg!(tls_session_cache_mutant = "evict_pointer_identity");
+/// A replace (under the shard *read* lock, which other replacers share) takes
+/// its partition as if it held the shard write lock: without the partition
+/// mutex.
+pub(crate) const READ_LOCK_AS_EXCLUSIVE: bool =
+    cfg!(tls_session_cache_mutant = "read_lock_as_exclusive");

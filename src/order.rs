@@ -19,7 +19,7 @@
 //! never the reverse.
 
 use crate::session::Session;
-use crate::sync::{lock, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, AtomicU64, CellMut, ExclCell, Mutex, MutexGuard, Ordering};
 use std::collections::BTreeMap;
 
 /// No entry (list end, empty list, free-list end).
@@ -163,11 +163,21 @@ impl<P> Inner<P> {
     }
 }
 
-/// One partition's mutex, on its own cache lines.
+/// One partition, on its own cache lines: the order of the sessions of one map
+/// shard (same index). Its `Inner` may be accessed only with the shard's write
+/// lock held (exclusive by itself: `Order::exclusive`), or with the shard's read
+/// lock held *and* this mutex (`Order::lock`): readers of one shard exclude each
+/// other here, and all of them exclude the write-lock holder there.
 #[repr(align(128))]
 pub(crate) struct Part<P> {
-    inner: Mutex<Inner<P>>,
+    mutex: Mutex<()>,
+    inner: ExclCell<Inner<P>>,
 }
+
+// SAFETY: `inner` is only reached through `Order::lock` and `Order::exclusive`,
+// whose contracts (a shard lock plus the mutex, or the shard write lock) give
+// one thread at a time exclusive access; `Inner` is `Send`.
+unsafe impl<P: Send + Sync> Sync for Part<P> {}
 
 /// A partition's published minimum. The cells of all partitions are packed
 /// together (16 bytes each: 64 partitions in 16 cache lines) so that the
@@ -224,11 +234,24 @@ impl HeadCell {
 /// A cell's minimum and its index.
 type Ranked = Option<(Key, usize)>;
 
-/// The smallest non-empty cell of `cells` other than the one at `skip`, with its
-/// index. (An empty cell reads `EMPTY`, which is never below the best so far; a
-/// live entry's `seq` is never `u64::MAX`.)
+/// The smallest non-empty cell of `cells`, with its index. (An empty cell reads
+/// `EMPTY`, which is never below the best so far; a live entry's `seq` is never
+/// `u64::MAX`.)
 #[inline]
-fn smallest(cells: &[HeadCell], skip: usize) -> Ranked {
+fn smallest(cells: &[HeadCell]) -> Ranked {
+    let (mut best_e, mut best_s, mut best_i) = (u64::MAX, u64::MAX, usize::MAX);
+    for (i, h) in cells.iter().enumerate() {
+        let (e, s) = h.read();
+        if e < best_e || (e == best_e && s < best_s) {
+            (best_e, best_s, best_i) = (e, s, i);
+        }
+    }
+    (best_i != usize::MAX).then_some(((best_e, best_s), best_i))
+}
+
+/// As `smallest`, skipping the cell at `skip`.
+#[inline]
+fn smallest_except(cells: &[HeadCell], skip: usize) -> Ranked {
     let (mut best_e, mut best_s, mut best_i) = (u64::MAX, u64::MAX, usize::MAX);
     for (i, h) in cells.iter().enumerate() {
         let (e, s) = h.read();
@@ -249,7 +272,8 @@ impl<P> Order<P> {
         Order {
             parts: (0..parts)
                 .map(|_| Part {
-                    inner: Mutex::new(Inner::new()),
+                    mutex: Mutex::new(()),
+                    inner: ExclCell::new(Inner::new()),
                 })
                 .collect(),
             heads: (0..parts).map(|_| HeadCell::empty()).collect(),
@@ -266,105 +290,103 @@ impl<P> Order<P> {
         self.parts.len()
     }
 
-    /// The partition of a key with this spread value (its top bits).
+    /// Partition `part` under its mutex.
+    ///
+    /// # Safety
+    /// The caller holds the read (or write) lock of map shard `part`, for as long
+    /// as the returned lock lives: so no holder of that shard's write lock is
+    /// using `exclusive` meanwhile, and every other reader-side user waits here.
     #[inline]
-    pub(crate) fn part_of(&self, spread: u64) -> usize {
-        (spread >> 40) as usize & (self.parts.len() - 1)
+    pub(crate) unsafe fn lock(&self, part: usize) -> PartLock<'_, P> {
+        let m = lock(&self.parts[part].mutex);
+        // SAFETY: the mutex excludes the other reader-side users of the
+        // partition, the caller's shard lock excludes `exclusive` users.
+        unsafe { self.wrap(part, Some(m)) }
     }
 
-    /// Locks partition `part`.
+    /// Partition `part`, with no mutex taken.
+    ///
+    /// # Safety
+    /// The caller holds the **write** lock of map shard `part` for as long as the
+    /// returned lock lives: no other thread holds that shard's lock in either
+    /// mode, so no other `lock` or `exclusive` user of the partition exists.
     #[inline]
-    pub(crate) fn lock(&self, part: usize) -> PartLock<'_, P> {
-        self.wrap(part, lock(&self.parts[part].inner))
+    pub(crate) unsafe fn exclusive(&self, part: usize) -> PartLock<'_, P> {
+        // SAFETY: per the contract.
+        unsafe { self.wrap(part, None) }
     }
 
-    /// Locks the partition whose published minimum is the smallest; if another
-    /// thread holds that one's mutex (a concurrent evictor, most likely after the
-    /// same victim), the runner-up instead. Single-threaded this is always the
-    /// global minimum; under concurrency it keeps evictors from queueing on one
-    /// mutex for one victim. `None` if every partition looks empty.
-    pub(crate) fn lock_min(&self) -> Option<PartLock<'_, P>> {
-        // The group summaries are hints that a racing republish can leave stale
-        // (even "empty" while a partition has entries). If they lead nowhere, scan
-        // every partition's own cell: each is written only under its mutex, so it
-        // is never stale once that mutex is free, and a full cache can always
-        // find a victim (no livelock on a stale summary).
-        if self.groups.len() == 1 {
-            // Up to `GROUP` partitions: no summaries, one pass over the cells.
-            let first = smallest(&self.heads, usize::MAX)?.1;
-            return Some(self.try_lock_or(first, || smallest(&self.heads, first)));
-        }
-        let from_groups = smallest(&self.groups, usize::MAX).and_then(|(_, g)| {
-            let base = g * GROUP;
-            let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
-            smallest(cells, usize::MAX).map(|(_, b)| (base, cells, base + b))
-        });
-        Some(match from_groups {
-            Some((base, cells, first)) => self.try_lock_or(first, || {
-                smallest(cells, first - base).map(|(k, i)| (k, base + i))
-            }),
-            None => {
-                let first = smallest(&self.heads, usize::MAX)?.1;
-                self.try_lock_or(first, || smallest(&self.heads, first))
-            }
-        })
-    }
-
-    /// Locks partition `first` if its mutex is free, else the runner-up `second()`
-    /// names (blocking), else `first` (blocking).
+    /// # Safety
+    /// Access to partition `part` is exclusive while the result lives.
     #[inline]
-    fn try_lock_or(&self, first: usize, second: impl FnOnce() -> Ranked) -> PartLock<'_, P> {
-        match self.parts[first].inner.try_lock() {
-            Ok(inner) => self.wrap(first, inner),
-            Err(std::sync::TryLockError::Poisoned(e)) => self.wrap(first, e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.lock(second().map_or(first, |(_, i)| i))
-            }
-        }
-    }
-
-    #[inline]
-    fn wrap<'a>(&'a self, part: usize, inner: MutexGuard<'a, Inner<P>>) -> PartLock<'a, P> {
+    unsafe fn wrap<'a>(
+        &'a self,
+        part: usize,
+        mutex: Option<MutexGuard<'a, ()>>,
+    ) -> PartLock<'a, P> {
         let g = part / GROUP;
         let base = g * GROUP;
         PartLock {
             head: &self.heads[part],
-            // One group: nobody reads its summary (see `lock_min`).
+            // One group: nobody reads its summary (see `min_part`).
             group: (self.groups.len() > 1).then(|| (&self.groups[g], &self.group_vers[g])),
             siblings: &self.heads[base..(base + GROUP).min(self.heads.len())],
             index: part,
-            inner,
+            // SAFETY: exclusive per the contract.
+            inner: unsafe { self.parts[part].inner.get_mut() },
+            _mutex: mutex,
         }
     }
 
-    /// Locks the partition an entry position belongs to.
+    /// Partition of an entry position under its mutex.
+    ///
+    /// # Safety
+    /// As `lock`, for the shard with the position's partition index.
     #[inline]
-    pub(crate) fn lock_pos(&self, pos: u64) -> PartLock<'_, P> {
-        self.lock((pos >> 32) as usize)
+    pub(crate) unsafe fn lock_pos(&self, pos: u64) -> PartLock<'_, P> {
+        // SAFETY: per the contract.
+        unsafe { self.lock(part_of_pos(pos)) }
     }
 
-    /// The partition whose published minimum is the smallest, without locking
-    /// (a hint: the caller re-reads it under the mutex). `None` if all look empty.
-    #[cfg(test)]
-    pub(crate) fn min_part(&self) -> Option<usize> {
-        let mut best: Option<(Key, usize)> = None;
-        for (i, h) in self.heads.iter().enumerate() {
-            let e = h.expiry.load(Ordering::Acquire);
-            if e == u64::MAX && h.seq.load(Ordering::Relaxed) == u64::MAX {
-                continue;
-            }
-            let k = (e, h.seq.load(Ordering::Relaxed));
-            if best.is_none_or(|(b, _)| k < b) {
-                best = Some((k, i));
-            }
+    /// The partition whose published minimum is the smallest, and that minimum,
+    /// read without any lock: a hint (the caller re-reads the minimum with
+    /// access to the partition). `None` if every partition looks empty.
+    /// Single-threaded (or quiescent) it is the partition holding the global
+    /// minimum.
+    pub(crate) fn min_part(&self) -> Option<(Key, usize)> {
+        if self.groups.len() == 1 {
+            // Up to `GROUP` partitions: no summaries, one pass over the cells.
+            return smallest(&self.heads);
         }
-        best.map(|(_, i)| i)
+        // The group summaries are hints that a racing republish can leave stale
+        // (even "empty" while a partition has entries). If they lead nowhere,
+        // scan every partition's own cell: each is written only with exclusive
+        // access to its partition, so it is never stale once that access ends,
+        // and a full cache always finds a victim (no livelock on a stale
+        // summary).
+        let from_groups = smallest(&self.groups).and_then(|(_, g)| {
+            let base = g * GROUP;
+            let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
+            smallest(cells).map(|(k, b)| (k, base + b))
+        });
+        from_groups.or_else(|| smallest(&self.heads))
     }
 
-    /// Total entries (for tests: equals `len()` of the cache when quiescent).
-    pub(crate) fn len(&self) -> usize {
-        (0..self.parts.len()).map(|i| self.lock(i).inner.len).sum()
+    /// The runner-up to `min_part`'s pick `first` (when `first`'s shard is busy,
+    /// most likely with another evictor taking that very minimum): the smallest
+    /// published minimum of the other partitions of `first`'s group (with up to
+    /// `GROUP` partitions, of all the others). A hint, as `min_part`.
+    pub(crate) fn runner_up(&self, first: usize) -> Option<(Key, usize)> {
+        let base = first / GROUP * GROUP;
+        let cells = &self.heads[base..(base + GROUP).min(self.heads.len())];
+        smallest_except(cells, first - base).map(|(k, i)| (k, base + i))
     }
+}
+
+/// The partition of an entry position.
+#[inline]
+pub(crate) fn part_of_pos(pos: u64) -> usize {
+    (pos >> 32) as usize
 }
 
 /// A locked partition. Dropping it republishes the partition's minimum.
@@ -373,7 +395,10 @@ pub(crate) struct PartLock<'a, P> {
     group: Option<(&'a HeadCell, &'a AtomicU64)>,
     siblings: &'a [HeadCell],
     index: usize,
-    inner: MutexGuard<'a, Inner<P>>,
+    /// Dropped before `_mutex` (declaration order): the access ends first.
+    inner: CellMut<'a, Inner<P>>,
+    /// Held when the caller has only the shard's read lock.
+    _mutex: Option<MutexGuard<'a, ()>>,
 }
 
 impl<P> PartLock<'_, P> {
@@ -515,6 +540,11 @@ impl<P> PartLock<'_, P> {
                 .is_some_and(|e| e.prev != FREE && e.seq == head.key.1)
     }
 
+    /// Entries in the partition.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.len
+    }
+
     /// The partition's minimum.
     pub(crate) fn min(&self) -> Option<Head<P>> {
         self.inner.min().map(|i| self.inner.head_of(self.index, i))
@@ -581,7 +611,7 @@ impl<P> Drop for PartLock<'_, P> {
         // and writes after it: once quiescent the summary is exact.
         loop {
             let v = ver.fetch_add(1, Ordering::AcqRel);
-            let m = smallest(self.siblings, usize::MAX).map_or(EMPTY, |(k, _)| k);
+            let m = smallest(self.siblings).map_or(EMPTY, |(k, _)| k);
             group.write(m);
             // A read-modify-write, not a load: it reads the latest bump (a load
             // may return an older one and let a stale summary stand).
@@ -604,10 +634,17 @@ mod tests {
         (n * 8) as *const Session<()>
     }
 
+    /// Partition `i` under its mutex.
+    fn lk<P>(o: &Order<P>, i: usize) -> PartLock<'_, P> {
+        // SAFETY: these tests have no map and no `exclusive` user: the mutex
+        // alone serializes every access.
+        unsafe { o.lock(i) }
+    }
+
     #[test]
     fn list_and_sorted_keep_the_minimum() {
         let o: Order<()> = Order::new(1);
-        let mut l = o.lock(0);
+        let mut l = lk(&o, 0);
         let a = l.insert(p(1), 100, 1);
         let b = l.insert(p(2), 100, 2);
         let c = l.insert(p(3), 50, 3); // an earlier expiry: its own list
@@ -626,15 +663,15 @@ mod tests {
         let e = l.insert(p(5), 1, 5);
         assert!(l.files(e, p(5)));
         assert!((e as u32) < 4);
+        assert_eq!(l.len(), 1);
         drop(l);
-        assert_eq!(o.len(), 1);
-        assert_eq!(o.min_part(), Some(0));
+        assert_eq!(o.min_part(), Some(((1, 5), 0)));
     }
 
     #[test]
     fn an_old_seq_behind_its_lists_tail_goes_to_the_sorted_map() {
         let o: Order<()> = Order::new(1);
-        let mut l = o.lock(0);
+        let mut l = lk(&o, 0);
         let a = l.insert(p(1), 100, 5);
         // A re-file keeps its old seq: behind the tail of expiry 100's list.
         let b = l.insert(p(2), 100, 3);
@@ -675,7 +712,7 @@ mod tests {
                     if model.keys().any(|k| k.1 == s) {
                         continue;
                     }
-                    let pos = o.lock(0).insert(p(step + 1), expiry, s);
+                    let pos = lk(&o, 0).insert(p(step + 1), expiry, s);
                     model.insert((expiry, s), (pos, step + 1));
                 } else {
                     // Half the removals take the minimum (as the evictor does),
@@ -686,9 +723,9 @@ mod tests {
                         *model.keys().nth((next() as usize) % model.len()).unwrap()
                     };
                     let (pos, _) = model.remove(&k).unwrap();
-                    o.lock(0).remove(pos);
+                    lk(&o, 0).remove(pos);
                 }
-                let l = o.lock(0);
+                let l = lk(&o, 0);
                 let want = model.iter().next().map(|(k, v)| (p(v.1), *k));
                 assert_eq!(l.min().map(|h| (h.ptr, h.key)), want, "step {step}");
                 if let Some((_, ex)) = want {
@@ -709,9 +746,9 @@ mod tests {
             }
             let keys: Vec<_> = model.values().map(|v| v.0).collect();
             for pos in keys {
-                o.lock(0).remove(pos);
+                lk(&o, 0).remove(pos);
             }
-            let l = o.lock(0);
+            let l = lk(&o, 0);
             assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty() && l.min().is_none());
             assert!(l.inner.hot.is_none() && l.inner.min == NIL);
         }
@@ -720,12 +757,14 @@ mod tests {
     #[test]
     fn a_stale_empty_group_summary_cannot_hide_a_victim() {
         let o: Order<()> = Order::new(16);
-        o.lock(9).insert(p(1), 10, 1);
+        lk(&o, 9).insert(p(1), 10, 1);
         // What a racing republish can leave behind: every summary "empty".
         for g in o.groups.iter() {
             g.write((u64::MAX, u64::MAX));
         }
-        let l = o.lock_min().expect("the full scan finds partition 9");
+        let (key, part) = o.min_part().expect("the full scan finds partition 9");
+        assert_eq!((key, part), ((10, 1), 9));
+        let l = lk(&o, part);
         assert_eq!(l.min().map(|h| h.ptr), Some(p(1)));
     }
 
@@ -733,15 +772,15 @@ mod tests {
     fn heads_are_published_and_compared() {
         let o: Order<()> = Order::new(4);
         assert_eq!(o.min_part(), None);
-        o.lock(2).insert(p(1), 10, 5);
-        o.lock(1).insert(p(2), 10, 3);
-        let first = o.lock(3).insert(p(3), 9, 9);
-        assert_eq!(o.min_part(), Some(3));
-        let mut l = o.lock(3);
+        lk(&o, 2).insert(p(1), 10, 5);
+        lk(&o, 1).insert(p(2), 10, 3);
+        let first = lk(&o, 3).insert(p(3), 9, 9);
+        assert_eq!(o.min_part(), Some(((9, 9), 3)));
+        let mut l = lk(&o, 3);
         l.insert(p(4), 100, 10);
         l.remove(first);
         drop(l);
-        assert_eq!(o.min_part(), Some(1));
+        assert_eq!(o.min_part(), Some(((10, 3), 1)));
     }
 }
 
@@ -760,13 +799,15 @@ pub fn __loom_group_summary_race() -> (Key, Key) {
     use std::sync::Arc;
     let p = |n: usize| (n * 8) as *const Session<()>;
     let o = Arc::new(Order::<()>::new(16));
-    let a = o.lock(0).insert(p(1), 50, 1);
-    o.lock(1).insert(p(2), 60, 2);
+    // SAFETY (each `lock`): no map and no `exclusive` user here: the mutexes
+    // alone serialize every access to a partition.
+    let a = unsafe { o.lock(0) }.insert(p(1), 50, 1);
+    unsafe { o.lock(1) }.insert(p(2), 60, 2);
     let t = {
         let o = o.clone();
-        loom::thread::spawn(move || o.lock(0).remove(a))
+        loom::thread::spawn(move || unsafe { o.lock(0) }.remove(a))
     };
-    o.lock(1).insert(p(3), 10, 3);
+    unsafe { o.lock(1) }.insert(p(3), 10, 3);
     t.join().unwrap();
     let want = o.heads[..GROUP].iter().map(HeadCell::read).min().unwrap();
     (o.groups[0].read(), want)

@@ -6,9 +6,9 @@
 //! to do with it (mark it, count it, call the store) with no lock held.
 
 use crate::id::Id;
-use crate::map::ShardMap;
+use crate::map::{ShardMap, Take};
 use crate::mutant;
-use crate::order::Order;
+use crate::order::{part_of_pos, Head, Key, Order, PartLock};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -98,27 +98,24 @@ pub(crate) struct Raw<P: Send + Sync + 'static> {
     seq: AtomicU64,
     /// The timeout (seconds) of sessions without their own.
     timeout_secs: u64,
-    /// Random per cache: spreads ids over the eviction partitions.
-    seed: u64,
     epoch: Epoch,
 }
 
 impl<P: Send + Sync + 'static> Raw<P> {
-    pub(crate) fn new(
-        shards: usize,
-        parts: usize,
-        capacity: usize,
-        timeout_secs: u64,
-        epoch: Epoch,
-    ) -> Self {
+    /// A cache over `shards` map shards (rounded up to a power of two, at least
+    /// 2), each with its own eviction partition.
+    pub(crate) fn new(shards: usize, capacity: usize, timeout_secs: u64, epoch: Epoch) -> Self {
+        let map = ShardMap::new(shards);
+        // One partition per shard, same index: see `Order`'s access rule.
+        let order = Order::new(map.shards());
+        debug_assert_eq!(order.parts(), map.shards());
         Raw {
-            map: ShardMap::new(shards),
-            order: Order::new(parts),
+            map,
+            order,
             count: AtomicUsize::new(0),
             capacity: AtomicUsize::new(capacity),
             seq: AtomicU64::new(1),
             timeout_secs,
-            seed: crate::sync::random_seed(),
             epoch,
         }
     }
@@ -141,8 +138,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
         self.map.slots()
     }
 
+    /// Entries in the order (for tests: equals `len()` when quiescent).
     pub(crate) fn entries(&self) -> usize {
-        self.order.len()
+        (0..self.map.shards())
+            .filter_map(|i| {
+                self.map.with_shard(i, true, |_| {
+                    // SAFETY: shard `i` is write-locked for this call.
+                    unsafe { self.order.exclusive(i) }.len()
+                })
+            })
+            .sum()
     }
 
     pub(crate) fn parts(&self) -> usize {
@@ -220,6 +225,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
+        // The id's shard, and so its entry's partition.
+        let part = self.map.shard_of(hash);
         // SAFETY: `s` is held by the caller for the whole call; if the id is
         // absent this link is the key inserted, and `refs` is published into it.
         let query = unsafe { Link::to(sp) };
@@ -230,7 +237,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
             ),
             None => {
                 let refs = refs.take().expect("linked once");
-                let part = self.order.part_of(key.spread(self.seed));
                 if mutant::ORDER_AFTER_POINTER {
                     // MUTANT (test-only cfg): publish the pointer now, file the
                     // entry after the write lock is released.
@@ -241,10 +247,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         None,
                     );
                 }
-                let pos = self
-                    .order
-                    .lock(part)
-                    .insert(refs.as_raw(), expiry, self.next_seq());
+                // SAFETY: `write_hashed` holds the write lock of shard `part`
+                // (this id's) until this closure returns, and the lock dies here.
+                let pos = unsafe { self.order.exclusive(part) }.insert(
+                    refs.as_raw(),
+                    expiry,
+                    self.next_seq(),
+                );
                 // The inserted key is `query`, this very pointer: it owns the
                 // reference from now on; the position is published with it.
                 refs.publish();
@@ -257,7 +266,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
             // not the id is still linked (round one's orphaned entries).
             let _pin = self.epoch.pin();
             self.map.read(key, |e| {
-                let mut l = self.order.lock(part);
+                // SAFETY: under the read lock of the id's shard, `part`.
+                let mut l = unsafe { self.order.lock(part) };
                 let pos = l.insert(sp, expiry, self.next_seq());
                 if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
                     p.set(pos);
@@ -315,7 +325,15 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Linked::Same;
         }
         let refs = Refs::new(s);
-        let mut part = self.order.lock_pos(pos.get());
+        let mut part = if mutant::READ_LOCK_AS_EXCLUSIVE {
+            // MUTANT (test-only cfg): no mutex under the read lock.
+            // SAFETY: none (the planted bug; loom's cell reports the overlap).
+            unsafe { self.order.exclusive(part_of_pos(pos.get())) }
+        } else {
+            // SAFETY: the caller holds the id's shard lock (read or write), and
+            // an entry's partition is its id's shard.
+            unsafe { self.order.lock_pos(pos.get()) }
+        };
         if !mutant::SLOT_LOAD_STORE && link.holds(sp) {
             // Another add linked this very object since we looked.
             drop(part);
@@ -334,7 +352,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// The identical object was added again with a new time: move its entry if its
     /// expiry changed (keeping its insertion seq).
     fn refile(&self, link: &Link<P>, pos: &Pos, sp: *const Session<P>, expiry: u64) {
-        let mut part = self.order.lock_pos(pos.get());
+        // SAFETY: as in `link_existing` (same caller, same lock).
+        let mut part = unsafe { self.order.lock_pos(pos.get()) };
         if !link.holds(sp) {
             return; // replaced meanwhile
         }
@@ -435,10 +454,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// `adding` itself (linked meanwhile by another add of the same object),
     /// unlinks nothing and returns `IsSelf`.
     ///
-    /// Cost: the partition heads are read without locks; one partition mutex is
-    /// taken to read the victim's entry and id, then the victim's shard write lock
-    /// (with the same partition mutex inside) to unlink it: two locks, whatever
-    /// the number of partitions.
+    /// Cost: the partition heads are read without locks; then one lock, the
+    /// winning partition's shard write lock, under which the victim is read and
+    /// unlinked; whatever the number of partitions.
     pub(crate) fn evict_for(&self, adding: *const Session<P>) -> Evict<P> {
         self.evict(
             Pick::First {
@@ -451,7 +469,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
 
     /// Unlinks the first session in the order other than `linked` (the session a
     /// replace just linked). The rare shrink after a lowered capacity: every
-    /// partition's mutex is taken once.
+    /// shard's write lock is taken once.
     fn evict_one_excluding(&self, linked: *const Session<P>) -> Evict<P> {
         self.evict(Pick::Excluding(linked), None, false)
     }
@@ -460,117 +478,115 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// that time: `below > expiry`); with `transfer`, its place in the count goes
     /// to the caller instead of being given back.
     fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
-        let timeout_secs = self.timeout_secs;
-        // Under the victim's shard write lock (with its link holding the victim):
-        // whether a flush may still remove it (its time may have moved on since it
-        // was filed: an identical re-add sets the time before re-filing).
-        let expired = |s: &Session<P>| below.is_none_or(|t| s.expiry(timeout_secs) < t);
-        let (head, id) = match pick {
+        match pick {
             Pick::First { adding } => {
-                let Some(mut l) = self.order.lock_min() else {
+                let Some((seen, first)) = self.order.min_part() else {
                     return Evict::Empty;
                 };
-                let Some(head) = l.min() else {
-                    return Evict::Raced;
+                let from = |(seen, part): (Key, usize), take: &mut Take<'_, Link<P>, Pos>| {
+                    // SAFETY: `with_shard` holds shard `part`'s write lock
+                    // until this closure returns; the lock dies here.
+                    let mut l = unsafe { self.order.exclusive(part) };
+                    let Some(head) = l.min() else {
+                        return Evict::Raced;
+                    };
+                    // SAFETY: none needed; a no-op unless the
+                    // `release_before_unlink` mutant is on (it drops the
+                    // cache's reference before knowing the unlink is its own).
+                    unsafe { mutant_release_early(head.ptr) };
+                    // Another thread changed this partition since the scan
+                    // (most likely another evictor took the minimum seen,
+                    // and the next one may now be in another partition):
+                    // scan again, its cell is current now. A smaller
+                    // minimum than seen is still the one to take.
+                    if head.key > seen {
+                        return Evict::Raced;
+                    }
+                    if Some(head.ptr) == adding {
+                        return Evict::IsSelf;
+                    }
+                    self.unlink_head(&mut l, take, &head, below, transfer)
                 };
-                if Some(head.ptr) == adding {
-                    return Evict::IsSelf;
-                }
-                if below.is_some_and(|t| head.key.0 >= t) {
-                    return Evict::NotBelow;
-                }
-                // SAFETY: none needed; a no-op unless the `release_before_unlink`
-                // mutant is on (it drops the cache's reference before the unlink).
-                unsafe { mutant_release_early(head.ptr) };
-                // With the partition still locked, try the shard: the mutex has
-                // kept every replace and unlink of the victim out since `head` was
-                // read, so if the write lock is free the victim is ours to unlink.
-                // A try never waits, so holding the mutex cannot deadlock.
-                // SAFETY: the entry is present under the mutex we hold for the
-                // whole call, so its session is linked (alive).
-                let query = unsafe { Link::to(head.ptr) };
-                let tried = self.map.try_remove_if(query, |link, pos| {
-                    if pos.get() != head.pos || !link.holds(head.ptr) {
-                        debug_assert!(false, "an entry present is linked under its id");
-                        return false;
-                    }
-                    // SAFETY: `head` was read from `l`, still held.
-                    if !expired(unsafe { l.session(&head) }) {
-                        return false;
-                    }
-                    l.remove(head.pos);
-                    if !transfer {
-                        self.count.fetch_sub(1, Ordering::AcqRel);
-                    }
-                    true
-                });
-                match tried {
-                    Some(Some((link, _))) => {
-                        drop(l);
-                        return Evict::Evicted(link.into_unlinked().release_removed());
-                    }
-                    // Its time moved on since it was filed (it is re-filed next).
-                    Some(None) => return Evict::Raced,
-                    // The shard is busy: the two-step path below, by id (the
-                    // session may be gone by the time we look it up again).
-                    None => {
-                        // SAFETY: `head` was read from `l`, still held.
-                        let id = unsafe { l.session(&head) }.key().clone();
-                        (head, id)
-                    }
-                }
+                // Single-threaded the try always succeeds (exact order). If the
+                // shard is busy (another evictor taking that very minimum, or
+                // any other holder), the runner-up partition instead of queueing
+                // behind it: under concurrency the victim may then be the second
+                // smallest (see DESIGN.md, "Exact and approximate").
+                self.map
+                    .with_shard(first, false, |take| from((seen, first), take))
+                    .or_else(|| {
+                        let next = self.order.runner_up(first).unwrap_or((seen, first));
+                        self.map.with_shard(next.1, true, |take| from(next, take))
+                    })
+                    .unwrap_or(Evict::Raced)
             }
             Pick::Excluding(ex) => {
-                let best = (0..self.order.parts())
+                let best = (0..self.map.shards())
                     .filter_map(|i| {
-                        let l = self.order.lock(i);
-                        let head = l.min_excluding(ex)?;
-                        // SAFETY: `head` was read from this lock, still held.
-                        let id = unsafe { l.session(&head) }.key().clone();
-                        Some((head, id))
+                        self.map
+                            .with_shard(i, true, |_| {
+                                // SAFETY: shard `i` is write-locked for this call.
+                                unsafe { self.order.exclusive(i) }.min_excluding(ex)
+                            })
+                            .flatten()
                     })
-                    .min_by_key(|(h, _)| h.key);
-                let Some((head, id)) = best else {
+                    .min_by_key(|h| h.key);
+                let Some(head) = best else {
                     return Evict::Empty;
                 };
-                if below.is_some_and(|t| head.key.0 >= t) {
-                    return Evict::NotBelow;
-                }
-                // SAFETY: none needed; a no-op unless that mutant is on.
-                unsafe { mutant_release_early(head.ptr) };
-                (head, id)
+                let part = part_of_pos(head.pos);
+                self.map
+                    .with_shard(part, true, |take| {
+                        // SAFETY: shard `part` is write-locked for this call.
+                        let mut l = unsafe { self.order.exclusive(part) };
+                        // The entry must still be the one read (same `seq`: unique
+                        // per link): its pointer alone could be a new session's,
+                        // allocated where a freed one was.
+                        if !l.still(head.pos, &head) {
+                            return Evict::Raced;
+                        }
+                        self.unlink_head(&mut l, take, &head, below, transfer)
+                    })
+                    .unwrap_or(Evict::Raced)
             }
-        };
-        let unlinked = self.map.remove_if(&id, |link, pos| {
-            let pos = pos.get();
-            let mut part = self.order.lock_pos(pos);
-            // The id's entry must still be the one read (same `seq`): the
-            // victim's pointer alone could be a new session's, allocated where a
-            // freed one was, under the same id (no epoch guards it).
-            let same_entry = if mutant::EVICT_POINTER_IDENTITY {
-                // MUTANT (test-only cfg): the pointer alone, not the entry's seq.
-                part.files(pos, head.ptr)
-            } else {
-                part.still(pos, &head)
-            };
-            if !same_entry || !link.holds(head.ptr) {
-                return false;
-            }
-            // SAFETY: the entry read is still present under its mutex.
-            if !expired(unsafe { part.session(&head) }) {
-                return false;
-            }
-            part.remove(pos);
-            drop(part);
-            if !transfer {
-                self.count.fetch_sub(1, Ordering::AcqRel);
-            }
-            true
-        });
-        match unlinked {
-            Some((link, _)) => Evict::Evicted(link.into_unlinked().release_removed()),
-            None => Evict::Raced,
         }
+    }
+
+    /// Unlinks the session of `head`, an entry present in partition `l`, whose
+    /// shard is write-locked (`take` is its removal): the entry present means the
+    /// session is linked, so the cache's strong reference keeps it alive here.
+    fn unlink_head(
+        &self,
+        l: &mut PartLock<'_, P>,
+        take: &mut Take<'_, Link<P>, Pos>,
+        head: &Head<P>,
+        below: Option<u64>,
+        transfer: bool,
+    ) -> Evict<P> {
+        if below.is_some_and(|t| head.key.0 >= t) {
+            return Evict::NotBelow;
+        }
+        // SAFETY: `head` was read from `l`, still held.
+        let s = unsafe { l.session(head) };
+        // Whether a flush may still remove it: its time may have moved on since
+        // it was filed (an identical re-add sets the time before re-filing).
+        if below.is_some_and(|t| s.expiry(self.timeout_secs) >= t) {
+            return Evict::Raced;
+        }
+        let hash = self.map.hash(s.key());
+        // The key holding the victim's pointer (one key per id, one id per
+        // session): no other key's id is read.
+        let Some((link, _)) = take(hash, &mut |link, pos| {
+            pos.get() == head.pos && link.holds(head.ptr)
+        }) else {
+            debug_assert!(false, "an entry present is linked under its id");
+            return Evict::Raced;
+        };
+        l.remove(head.pos);
+        if !transfer {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+        Evict::Evicted(link.into_unlinked().release_removed())
     }
 
     /// Removes the entry at `pos` of `link` and (unless its place is transferred
@@ -578,7 +594,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// `remove_if`.
     fn unfile(&self, link: &Link<P>, pos: &Pos, transfer: bool) {
         let pos = pos.get();
-        let mut part = self.order.lock_pos(pos);
+        // SAFETY: `remove_if` runs this under the write lock of the id's shard,
+        // whose index is its entry's partition.
+        let mut part = unsafe { self.order.exclusive(part_of_pos(pos)) };
         if mutant::ORDER_AFTER_POINTER && !part.files(pos, link.raw()) {
             // MUTANT (test-only cfg): the entry is not filed yet.
         } else {

@@ -31,7 +31,7 @@ impl<P> Link<P> {
     /// While the map may hash or compare it (until the map call it is passed to
     /// returns, or — once inserted — while it is in the map), `p` must point at a
     /// live session: one the caller holds a reference to, or one that is linked
-    /// (its entry present under a partition mutex the caller holds).
+    /// (its entry present in a partition the caller has exclusive access to).
     #[inline]
     pub(crate) unsafe fn to(p: *const Session<P>) -> Self {
         Link {

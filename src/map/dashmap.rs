@@ -1,7 +1,8 @@
 //! Normal builds: dashmap 6 with a keyed foldhash.
 
+use super::Take;
 use crate::id::IdKey;
-use dashmap::{mapref::entry::Entry, DashMap, SharedValue};
+use dashmap::{DashMap, SharedValue};
 use std::borrow::Borrow;
 use std::hash::Hash;
 
@@ -142,20 +143,42 @@ where
         self.inner.remove_if(k, |k, v| pred(k, v))
     }
 
-    /// As `remove_if`, but only if the shard's write lock is free right now:
-    /// `None` if it is held (nothing was done and nothing waited). Never blocks,
-    /// so a caller may hold a lock that ranks after the shard locks. `k` is only
-    /// looked up (dropped, never inserted); the removed entry is the map's.
+    /// The number of shards (a power of two).
     #[inline]
-    pub(crate) fn try_remove_if(
+    pub(crate) fn shards(&self) -> usize {
+        self.inner.shards().len()
+    }
+
+    /// The shard a key with this hash lives in.
+    #[inline]
+    pub(crate) fn shard_of(&self, hash: u64) -> usize {
+        self.inner.determine_shard(hash as usize)
+    }
+
+    /// Runs `f` with shard `i` write-locked; without `wait`, only if its lock is
+    /// free right now (`None`, and nothing waited, if it is held). `f` gets the
+    /// shard's `take`: it removes and returns the entry with that hash for which
+    /// the predicate holds (the predicate may identify it by anything, e.g. the
+    /// pointer in the key, without comparing ids).
+    #[inline]
+    pub(crate) fn with_shard<R>(
         &self,
-        k: K,
-        pred: impl FnOnce(&K, &V) -> bool,
-    ) -> Option<Option<(K, V)>> {
-        match self.inner.try_entry(k)? {
-            Entry::Occupied(o) if pred(o.key(), o.get()) => Some(Some(o.remove_entry())),
-            _ => Some(None),
-        }
+        i: usize,
+        wait: bool,
+        f: impl FnOnce(&mut Take<'_, K, V>) -> R,
+    ) -> Option<R> {
+        let shard = &self.inner.shards()[i];
+        let mut guard = if wait {
+            shard.write()
+        } else {
+            shard.try_write()?
+        };
+        let mut take = |hash: u64, is: &mut dyn FnMut(&K, &V) -> bool| {
+            guard
+                .remove_entry(hash, |(k, v)| is(k, v.get()))
+                .map(|(k, v)| (k, v.into_inner()))
+        };
+        Some(f(&mut take))
     }
 
     /// Number of keys; for tests and `Debug`.

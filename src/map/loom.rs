@@ -13,6 +13,7 @@
 //! it parks. The map itself sits in a loom `UnsafeCell`, so the model also checks
 //! that every access happens under the right lock.
 
+use super::Take;
 use crate::id::IdKey;
 use crate::sync::{AtomicUsize, Ordering};
 use loom::cell::UnsafeCell;
@@ -156,7 +157,7 @@ where
     }
 
     fn shard(&self, h: u64) -> &Shard<K, V> {
-        &self.shards[(h >> 7) as usize % self.shards.len()]
+        &self.shards[self.shard_of(h)]
     }
 
     pub(crate) fn read<R>(
@@ -238,15 +239,30 @@ where
         s.with_mut(&g, |t| take_if(t, k, h, pred))
     }
 
-    pub(crate) fn try_remove_if(
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn shard_of(&self, h: u64) -> usize {
+        (h >> 7) as usize % self.shards.len()
+    }
+
+    pub(crate) fn with_shard<R>(
         &self,
-        k: K,
-        pred: impl FnOnce(&K, &V) -> bool,
-    ) -> Option<Option<(K, V)>> {
-        let h = hash_of(k.borrow());
-        let s = self.shard(h);
-        let g = s.try_write()?;
-        Some(s.with_mut(&g, |t| take_if(t, k.borrow(), h, pred)))
+        i: usize,
+        wait: bool,
+        f: impl FnOnce(&mut Take<'_, K, V>) -> R,
+    ) -> Option<R> {
+        let s = &self.shards[i];
+        let g = if wait { s.write() } else { s.try_write()? };
+        Some(s.with_mut(&g, |t| {
+            let mut take = |h: u64, is: &mut dyn FnMut(&K, &V) -> bool| {
+                let i = t.iter().position(|(hk, k, v)| *hk == h && is(k, v))?;
+                let (_, k, v) = t.swap_remove(i);
+                Some((k, v))
+            };
+            f(&mut take)
+        }))
     }
 
     pub(crate) fn slots(&self) -> usize {

@@ -22,6 +22,13 @@ mod loom;
 #[cfg(tls_session_cache_loom)]
 pub(crate) use self::loom::ShardMap;
 
+/// A write-locked shard's removal, handed to `ShardMap::with_shard`'s closure:
+/// `take(hash, is)` removes and returns an entry for which `is` holds, among
+/// those the hash leads to (it only narrows the search: `is` must identify the
+/// entry).
+pub(crate) type Take<'a, K, V> =
+    dyn FnMut(u64, &mut dyn FnMut(&K, &V) -> bool) -> Option<(K, V)> + 'a;
+
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
@@ -55,24 +62,30 @@ mod tests {
     }
 
     #[test]
-    fn try_remove_if_never_waits_for_a_held_shard() {
+    fn with_shard_without_wait_never_waits_for_a_held_shard() {
         let m: ShardMap<Id, u32> = ShardMap::new(4);
         m.write(key(b"a"), |_, _| (Some(1), ()));
-        // The shard is read-locked by `read`: a blocking remove would deadlock
+        let h = m.hash(&key(b"a"));
+        let i = m.shard_of(h);
+        // The shard is read-locked by `read`: a blocking call would deadlock
         // here, the try gives up at once and changes nothing.
         let tried = m.read(&key(b"a"), |v| {
             assert_eq!(v.map(|(_, v)| *v), Some(1));
-            m.try_remove_if(key(b"a"), |_, _| true)
-                .map(|r| r.map(|(_, v)| v))
+            m.with_shard(i, false, |take| take(h, &mut |_, _| true).map(|(_, v)| v))
         });
         assert_eq!(tried, None);
         assert_eq!(m.slots(), 1);
-        // Free: the predicate decides.
-        let v = |r: Option<Option<(Id, u32)>>| r.map(|r| r.map(|(_, v)| v));
-        assert_eq!(v(m.try_remove_if(key(b"a"), |_, v| *v == 2)), Some(None));
-        assert_eq!(v(m.try_remove_if(key(b"b"), |_, _| true)), Some(None));
-        assert_eq!(v(m.try_remove_if(key(b"a"), |_, v| *v == 1)), Some(Some(1)));
+        // Free: the predicate decides (the hash only narrows the search).
+        let take = |wait, want: u32| {
+            m.with_shard(i, wait, |take| {
+                take(h, &mut |_, v| *v == want).map(|(_, v)| v)
+            })
+        };
+        assert_eq!(take(false, 2), Some(None));
+        assert_eq!(take(true, 3), Some(None));
+        assert_eq!(take(false, 1), Some(Some(1)));
         assert_eq!(m.slots(), 0);
+        assert!(m.shards() >= 4 && m.shard_of(h) < m.shards());
     }
 
     #[test]

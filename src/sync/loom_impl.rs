@@ -52,12 +52,50 @@ pub(crate) fn thread_stripe() -> Option<usize> {
 /// Under loom every counter update is a read-modify-write.
 pub(crate) const EXCLUSIVE_STRIPES: bool = false;
 
-/// Two shards and two partitions: enough for cross-shard races, small state space.
-pub(crate) fn default_shards_and_parts() -> (usize, usize) {
-    (2, 2)
+/// Two shards (two partitions): enough for cross-shard races, small state space.
+pub(crate) fn default_shards() -> usize {
+    2
 }
 
-/// A fixed seed: models must be deterministic.
-pub(crate) fn random_seed() -> u64 {
-    0x5EED
+/// A cell whose exclusive access the caller proves by other means (a lock it
+/// holds elsewhere): loom's `UnsafeCell`, which checks that no two accesses
+/// overlap (a model fails if the caller's proof is wrong).
+pub(crate) struct ExclCell<T>(loom::cell::UnsafeCell<T>);
+
+/// Exclusive access to an `ExclCell`'s value, tracked by loom for as long as
+/// this lives.
+pub(crate) struct CellMut<'a, T> {
+    ptr: loom::cell::MutPtr<T>,
+    _cell: std::marker::PhantomData<&'a mut T>,
+}
+
+impl<T> ExclCell<T> {
+    pub(crate) fn new(v: T) -> Self {
+        ExclCell(loom::cell::UnsafeCell::new(v))
+    }
+
+    /// # Safety
+    /// No other access to the value may exist while the returned `CellMut` lives
+    /// (loom panics if one does).
+    pub(crate) unsafe fn get_mut(&self) -> CellMut<'_, T> {
+        CellMut {
+            ptr: self.0.get_mut(),
+            _cell: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for CellMut<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: exclusive per `get_mut`'s contract, for this value's lifetime.
+        unsafe { self.ptr.deref() }
+    }
+}
+
+impl<T> std::ops::DerefMut for CellMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`.
+        unsafe { self.ptr.deref() }
+    }
 }

@@ -68,21 +68,51 @@ thread_local! {
 /// alone (plain load and store instead of a read-modify-write).
 pub(crate) const EXCLUSIVE_STRIPES: bool = true;
 
-/// The default number of map shards and eviction partitions for this machine.
-pub(crate) fn default_shards_and_parts() -> (usize, usize) {
-    let cores = cores();
-    (cores * 4, cores.next_power_of_two().clamp(4, 64))
-}
-
-/// A random seed (std's randomly keyed hasher, hashing a counter).
-pub(crate) fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    static N: AtomicU64 = AtomicU64::new(0);
-    RandomState::new().hash_one(N.fetch_add(1, Ordering::Relaxed))
+/// The default number of map shards (each one eviction partition) for this
+/// machine: four per core, as dashmap's own default.
+pub(crate) fn default_shards() -> usize {
+    cores() * 4
 }
 
 /// The available parallelism, read once per process (it reads cgroup files).
 pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(4, |n| n.get()))
+}
+
+/// A cell whose exclusive access the caller proves by other means (a lock it
+/// holds elsewhere): std's `UnsafeCell`. Under loom, loom's, which also checks
+/// that no two accesses overlap.
+pub(crate) struct ExclCell<T>(std::cell::UnsafeCell<T>);
+
+/// Exclusive access to an `ExclCell`'s value, for as long as this lives.
+pub(crate) struct CellMut<'a, T>(&'a mut T);
+
+impl<T> ExclCell<T> {
+    pub(crate) fn new(v: T) -> Self {
+        ExclCell(std::cell::UnsafeCell::new(v))
+    }
+
+    /// # Safety
+    /// No other access to the value may exist while the returned `CellMut` lives.
+    #[inline]
+    pub(crate) unsafe fn get_mut(&self) -> CellMut<'_, T> {
+        // SAFETY: exclusive per the caller's contract.
+        CellMut(unsafe { &mut *self.0.get() })
+    }
+}
+
+impl<T> std::ops::Deref for CellMut<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for CellMut<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        self.0
+    }
 }
