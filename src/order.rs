@@ -239,27 +239,26 @@ type Ranked = Option<(Key, usize)>;
 /// `u64::MAX`.)
 #[inline]
 fn smallest(cells: &[HeadCell]) -> Ranked {
-    let (mut best_e, mut best_s, mut best_i) = (u64::MAX, u64::MAX, usize::MAX);
-    for (i, h) in cells.iter().enumerate() {
-        let (e, s) = h.read();
-        if e < best_e || (e == best_e && s < best_s) {
-            (best_e, best_s, best_i) = (e, s, i);
-        }
-    }
-    (best_i != usize::MAX).then_some(((best_e, best_s), best_i))
+    smallest_except(cells, usize::MAX)
 }
 
-/// As `smallest`, skipping the cell at `skip`.
+/// As `smallest`, skipping the cell at `skip`. Each key is compared as one
+/// `u128` (`expiry` high, `seq` low: the same order as the pair), which
+/// compiles to a compare and conditional moves, no branch per cell.
 #[inline]
 fn smallest_except(cells: &[HeadCell], skip: usize) -> Ranked {
-    let (mut best_e, mut best_s, mut best_i) = (u64::MAX, u64::MAX, usize::MAX);
+    const NONE: u128 = u128::MAX;
+    let (mut best, mut best_i) = (NONE, usize::MAX);
     for (i, h) in cells.iter().enumerate() {
         let (e, s) = h.read();
-        if (e < best_e || (e == best_e && s < best_s)) && i != skip {
-            (best_e, best_s, best_i) = (e, s, i);
+        let k = (u128::from(e) << 64) | u128::from(s);
+        let k = if i == skip { NONE } else { k };
+        if k < best {
+            best = k;
+            best_i = i;
         }
     }
-    (best_i != usize::MAX).then_some(((best_e, best_s), best_i))
+    (best_i != usize::MAX).then_some((((best >> 64) as u64, best as u64), best_i))
 }
 
 /// The published key of an empty partition (or group).

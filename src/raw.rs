@@ -6,9 +6,9 @@
 //! to do with it (mark it, count it, call the store) with no lock held.
 
 use crate::id::Id;
-use crate::map::{ShardMap, Take};
+use crate::map::{ShardMap, ShardW};
 use crate::mutant;
-use crate::order::{part_of_pos, Head, Key, Order, PartLock};
+use crate::order::{part_of_pos, Head, Order, PartLock};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -483,8 +483,25 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 let Some((seen, first)) = self.order.min_part() else {
                     return Evict::Empty;
                 };
-                let from = |(seen, part): (Key, usize), take: &mut Take<'_, Link<P>, Pos>| {
-                    // SAFETY: `with_shard` holds shard `part`'s write lock
+                // Single-threaded the try always succeeds (exact order). If the
+                // shard is busy (another evictor taking that very minimum, or
+                // any other holder), the runner-up partition instead of queueing
+                // behind it: under concurrency the victim may then be the second
+                // smallest (see DESIGN.md, "Exact and approximate").
+                let runner_up = std::cell::Cell::new((seen, first));
+                let other = || {
+                    if let Some(next) = self.order.runner_up(first) {
+                        runner_up.set(next);
+                    }
+                    runner_up.get().1
+                };
+                self.map.with_shard_or(first, other, |part, sh| {
+                    let seen = if part == first {
+                        seen
+                    } else {
+                        runner_up.get().0
+                    };
+                    // SAFETY: `with_shard_or` holds shard `part`'s write lock
                     // until this closure returns; the lock dies here.
                     let mut l = unsafe { self.order.exclusive(part) };
                     let Some(head) = l.min() else {
@@ -495,30 +512,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // cache's reference before knowing the unlink is its own).
                     unsafe { mutant_release_early(head.ptr) };
                     // Another thread changed this partition since the scan
-                    // (most likely another evictor took the minimum seen,
-                    // and the next one may now be in another partition):
-                    // scan again, its cell is current now. A smaller
-                    // minimum than seen is still the one to take.
+                    // (most likely another evictor took the minimum seen, and
+                    // the next one may now be in another partition): scan
+                    // again, its cell is current now. A smaller minimum than
+                    // seen is still the one to take.
                     if head.key > seen {
                         return Evict::Raced;
                     }
                     if Some(head.ptr) == adding {
                         return Evict::IsSelf;
                     }
-                    self.unlink_head(&mut l, take, &head, below, transfer)
-                };
-                // Single-threaded the try always succeeds (exact order). If the
-                // shard is busy (another evictor taking that very minimum, or
-                // any other holder), the runner-up partition instead of queueing
-                // behind it: under concurrency the victim may then be the second
-                // smallest (see DESIGN.md, "Exact and approximate").
-                self.map
-                    .with_shard(first, false, |take| from((seen, first), take))
-                    .or_else(|| {
-                        let next = self.order.runner_up(first).unwrap_or((seen, first));
-                        self.map.with_shard(next.1, true, |take| from(next, take))
-                    })
-                    .unwrap_or(Evict::Raced)
+                    self.unlink_head(&mut l, sh, &head, below, transfer)
+                })
             }
             Pick::Excluding(ex) => {
                 let best = (0..self.map.shards())
@@ -536,7 +541,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 };
                 let part = part_of_pos(head.pos);
                 self.map
-                    .with_shard(part, true, |take| {
+                    .with_shard(part, true, |sh| {
                         // SAFETY: shard `part` is write-locked for this call.
                         let mut l = unsafe { self.order.exclusive(part) };
                         // The entry must still be the one read (same `seq`: unique
@@ -545,7 +550,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         if !l.still(head.pos, &head) {
                             return Evict::Raced;
                         }
-                        self.unlink_head(&mut l, take, &head, below, transfer)
+                        self.unlink_head(&mut l, sh, &head, below, transfer)
                     })
                     .unwrap_or(Evict::Raced)
             }
@@ -553,12 +558,12 @@ impl<P: Send + Sync + 'static> Raw<P> {
     }
 
     /// Unlinks the session of `head`, an entry present in partition `l`, whose
-    /// shard is write-locked (`take` is its removal): the entry present means the
+    /// shard is write-locked (`sh`): the entry present means the
     /// session is linked, so the cache's strong reference keeps it alive here.
     fn unlink_head(
         &self,
         l: &mut PartLock<'_, P>,
-        take: &mut Take<'_, Link<P>, Pos>,
+        sh: &mut ShardW<'_, Link<P>, Pos>,
         head: &Head<P>,
         below: Option<u64>,
         transfer: bool,
@@ -576,7 +581,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let hash = self.map.hash(s.key());
         // The key holding the victim's pointer (one key per id, one id per
         // session): no other key's id is read.
-        let Some((link, _)) = take(hash, &mut |link, pos| {
+        let Some((link, _)) = sh.take(hash, |link, pos| {
             pos.get() == head.pos && link.holds(head.ptr)
         }) else {
             debug_assert!(false, "an entry present is linked under its id");

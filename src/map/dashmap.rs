@@ -1,6 +1,5 @@
 //! Normal builds: dashmap 6 with a keyed foldhash.
 
-use super::Take;
 use crate::id::IdKey;
 use dashmap::{DashMap, SharedValue};
 use std::borrow::Borrow;
@@ -157,15 +156,13 @@ where
 
     /// Runs `f` with shard `i` write-locked; without `wait`, only if its lock is
     /// free right now (`None`, and nothing waited, if it is held). `f` gets the
-    /// shard's `take`: it removes and returns the entry with that hash for which
-    /// the predicate holds (the predicate may identify it by anything, e.g. the
-    /// pointer in the key, without comparing ids).
+    /// shard, to `take` an entry out.
     #[inline]
     pub(crate) fn with_shard<R>(
         &self,
         i: usize,
         wait: bool,
-        f: impl FnOnce(&mut Take<'_, K, V>) -> R,
+        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
     ) -> Option<R> {
         let shard = &self.inner.shards()[i];
         let mut guard = if wait {
@@ -173,12 +170,28 @@ where
         } else {
             shard.try_write()?
         };
-        let mut take = |hash: u64, is: &mut dyn FnMut(&K, &V) -> bool| {
-            guard
-                .remove_entry(hash, |(k, v)| is(k, v.get()))
-                .map(|(k, v)| (k, v.into_inner()))
+        Some(f(&mut ShardW { table: &mut guard }))
+    }
+
+    /// Runs `f(j, shard)` with shard `j = first` write-locked if its lock is
+    /// free right now, else with shard `j = other()` write-locked (waiting for
+    /// it). One call site for `f`, so it inlines as a plain critical section.
+    #[inline]
+    pub(crate) fn with_shard_or<R>(
+        &self,
+        first: usize,
+        other: impl FnOnce() -> usize,
+        f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
+    ) -> R {
+        let shards = self.inner.shards();
+        let (j, mut guard) = match shards[first].try_write() {
+            Some(g) => (first, g),
+            None => {
+                let j = other();
+                (j, shards[j].write())
+            }
         };
-        Some(f(&mut take))
+        f(j, &mut ShardW { table: &mut guard })
     }
 
     /// Number of keys; for tests and `Debug`.
@@ -189,5 +202,21 @@ where
     /// Takes every entry out (exclusive access: no lock contention possible).
     pub(crate) fn drain(&mut self) -> Vec<(K, V)> {
         std::mem::take(&mut self.inner).into_iter().collect()
+    }
+}
+
+/// A write-locked shard, handed to `ShardMap::with_shard`'s closure.
+pub(crate) struct ShardW<'a, K, V> {
+    table: &'a mut hashbrown_dm::raw::RawTable<(K, SharedValue<V>)>,
+}
+
+impl<K, V> ShardW<'_, K, V> {
+    /// Removes and returns an entry for which `is` holds, among those `hash`
+    /// leads to (it only narrows the search: `is` must identify the entry).
+    #[inline]
+    pub(crate) fn take(&mut self, hash: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(K, V)> {
+        self.table
+            .remove_entry(hash, |(k, v)| is(k, v.get()))
+            .map(|(k, v)| (k, v.into_inner()))
     }
 }

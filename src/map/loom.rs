@@ -13,7 +13,6 @@
 //! it parks. The map itself sits in a loom `UnsafeCell`, so the model also checks
 //! that every access happens under the right lock.
 
-use super::Take;
 use crate::id::IdKey;
 use crate::sync::{AtomicUsize, Ordering};
 use loom::cell::UnsafeCell;
@@ -251,18 +250,28 @@ where
         &self,
         i: usize,
         wait: bool,
-        f: impl FnOnce(&mut Take<'_, K, V>) -> R,
+        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
     ) -> Option<R> {
         let s = &self.shards[i];
         let g = if wait { s.write() } else { s.try_write()? };
-        Some(s.with_mut(&g, |t| {
-            let mut take = |h: u64, is: &mut dyn FnMut(&K, &V) -> bool| {
-                let i = t.iter().position(|(hk, k, v)| *hk == h && is(k, v))?;
-                let (_, k, v) = t.swap_remove(i);
-                Some((k, v))
-            };
-            f(&mut take)
-        }))
+        Some(s.with_mut(&g, |table| f(&mut ShardW { table })))
+    }
+
+    pub(crate) fn with_shard_or<R>(
+        &self,
+        first: usize,
+        other: impl FnOnce() -> usize,
+        f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
+    ) -> R {
+        let (j, g) = match self.shards[first].try_write() {
+            Some(g) => (first, g),
+            None => {
+                let j = other();
+                (j, self.shards[j].write())
+            }
+        };
+        let s = &self.shards[j];
+        s.with_mut(&g, |table| f(j, &mut ShardW { table }))
     }
 
     pub(crate) fn slots(&self) -> usize {
@@ -282,5 +291,22 @@ where
             s.with_mut(&g, |t| out.extend(t.drain(..).map(|(_, k, v)| (k, v))));
         }
         out
+    }
+}
+
+/// A write-locked shard, handed to `ShardMap::with_shard`'s closure.
+pub(crate) struct ShardW<'a, K, V> {
+    table: &'a mut Table<K, V>,
+}
+
+impl<K, V> ShardW<'_, K, V> {
+    /// Removes and returns an entry with this hash for which `is` holds.
+    pub(crate) fn take(&mut self, h: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(K, V)> {
+        let i = self
+            .table
+            .iter()
+            .position(|(hk, k, v)| *hk == h && is(k, v))?;
+        let (_, k, v) = self.table.swap_remove(i);
+        Some((k, v))
     }
 }

@@ -15,19 +15,12 @@
 #[cfg(not(tls_session_cache_loom))]
 mod dashmap;
 #[cfg(not(tls_session_cache_loom))]
-pub(crate) use self::dashmap::ShardMap;
+pub(crate) use self::dashmap::{ShardMap, ShardW};
 
 #[cfg(tls_session_cache_loom)]
 mod loom;
 #[cfg(tls_session_cache_loom)]
-pub(crate) use self::loom::ShardMap;
-
-/// A write-locked shard's removal, handed to `ShardMap::with_shard`'s closure:
-/// `take(hash, is)` removes and returns an entry for which `is` holds, among
-/// those the hash leads to (it only narrows the search: `is` must identify the
-/// entry).
-pub(crate) type Take<'a, K, V> =
-    dyn FnMut(u64, &mut dyn FnMut(&K, &V) -> bool) -> Option<(K, V)> + 'a;
+pub(crate) use self::loom::{ShardMap, ShardW};
 
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
@@ -71,21 +64,25 @@ mod tests {
         // here, the try gives up at once and changes nothing.
         let tried = m.read(&key(b"a"), |v| {
             assert_eq!(v.map(|(_, v)| *v), Some(1));
-            m.with_shard(i, false, |take| take(h, &mut |_, _| true).map(|(_, v)| v))
+            m.with_shard(i, false, |sh| sh.take(h, |_, _| true).map(|(_, v)| v))
         });
         assert_eq!(tried, None);
         assert_eq!(m.slots(), 1);
         // Free: the predicate decides (the hash only narrows the search).
         let take = |wait, want: u32| {
-            m.with_shard(i, wait, |take| {
-                take(h, &mut |_, v| *v == want).map(|(_, v)| v)
-            })
+            m.with_shard(i, wait, |sh| sh.take(h, |_, v| *v == want).map(|(_, v)| v))
         };
         assert_eq!(take(false, 2), Some(None));
         assert_eq!(take(true, 3), Some(None));
         assert_eq!(take(false, 1), Some(Some(1)));
         assert_eq!(m.slots(), 0);
         assert!(m.shards() >= 4 && m.shard_of(h) < m.shards());
+        // `with_shard_or`: shard `i` when free; the other one (waited for) when
+        // `i` is held, here by a reader.
+        let other = (i + 1) % m.shards();
+        assert_eq!(m.with_shard_or(i, || other, |j, _| j), i);
+        let got = m.read(&key(b"a"), |_| m.with_shard_or(i, || other, |j, _| j));
+        assert_eq!(got, other);
     }
 
     #[test]
