@@ -16,7 +16,8 @@
 //! - `--threads 1,2,...`: thread counts (default 1,2);
 //! - `--runs R`: repeats; the table shows the median Mops/s (default 3);
 //! - `--partitions 4,16,64`: run only the churn workload, ours only, built
-//!   with that many eviction partitions (plus the default build for reference);
+//!   with that many eviction partitions, which is also the map's shard count
+//!   (one partition per shard), plus the default build for reference;
 //! - `--peers ours,openssl,...` and `--workloads churn,...`: subsets;
 //! - `--test`: smoke run (criterion's flag, passed by
 //!   `cargo bench --benches -- --test`): defaults become 2 000 ops, 1 run,

@@ -72,10 +72,10 @@
 //! ## Performance
 //!
 //! Lookups and no-op adds take one shard *read* lock plus atomics; a replace also
-//! takes its id's eviction-partition mutex; adding a new id takes the shard write
-//! lock, and a removal one shard write lock; an eviction finds its victim through
-//! atomics and takes two locks whatever the number of cores. Nothing takes a
-//! global lock. `docs/BENCHMARKS.md` has the measurements against the peers.
+//! takes its shard's eviction-partition mutex; adding a new id takes the shard
+//! write lock, and a removal one shard write lock; an eviction finds its victim
+//! through atomics and takes one lock, the victim's shard write lock, whatever
+//! the number of cores. Nothing takes a global lock. `docs/BENCHMARKS.md` has the measurements against the peers.
 //!
 //! ## Features
 //!
@@ -94,8 +94,9 @@
 //! strong reference per session: taking it, upgrading in place under an epoch
 //! guard through a guard-bound `Shared<'g, P>`, releasing it after an unlink —
 //! with a weak reference deferred to the epoch after a replace), plus the
-//! eviction partitions' raw identities (`src/order.rs`), the probe of a shard's
-//! table in `src/map/dashmap.rs`, and the coarse clock's
+//! eviction partitions' raw identities and their access rule (`src/order.rs`:
+//! a shard's write lock, or its read lock plus the partition mutex), the probe of
+//! a shard's table in `src/map/dashmap.rs`, and the coarse clock's
 //! `clock_gettime` (`src/clock.rs`); the OpenSSL adapter's FFI is in
 //! `src/integrations/openssl.rs`. The design and its invariants are in
 //! `docs/DESIGN.md`; loom models (and their planted mutants) check the races.
