@@ -281,7 +281,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
             found = self.get_from_store(id, mode);
         }
         let s = found?;
-        if s.sid_ctx() != sid_ctx {
+        if !s.sid_ctx_is(sid_ctx) {
             return None;
         }
         if s.expiry(self.timeout_secs()) < self.clock.now() {

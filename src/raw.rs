@@ -625,7 +625,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // SAFETY: `remove_if` runs this under the id's shard write
                     // lock. (No epoch pin is needed for that borrow.)
                     let linked = unsafe { link.linked_under_write_lock() };
-                    linked.sid_ctx() == ctx
+                    linked.sid_ctx_is(ctx)
                 }
             };
             if pass {
