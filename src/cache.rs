@@ -376,6 +376,13 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     pub fn __partitions(&self) -> usize {
         self.raw.parts()
     }
+
+    /// The map shard (and eviction partition) of `id`, `None` for an invalid
+    /// id; for tests that need ids in one shard or in different ones.
+    #[doc(hidden)]
+    pub fn __shard_of(&self, id: &[u8]) -> Option<usize> {
+        Id::new(id).map(|k| self.raw.shard_of(&k))
+    }
 }
 
 impl<P: Send + Sync + 'static> fmt::Debug for SessionCache<P> {

@@ -1,10 +1,12 @@
-//! The eviction order: partitions of entries in `(expiry, seq)` order, each behind
-//! its own mutex, each publishing its minimum in two atomics.
+//! The eviction order: one partition per map shard, of entries in `(expiry, seq)`
+//! order, each publishing its minimum in two atomics. A partition is reached
+//! with its shard's write lock alone (`Order::exclusive`) or with the shard's
+//! read lock plus the partition's own mutex (`Order::lock`).
 //!
 //! A partition keeps its entries in a slab (reused, never shrunk below its peak)
 //! threaded into one doubly linked FIFO list (`u32` links) **per expiry second**,
 //! the lists found through a small `BTreeMap` from expiry to the list's ends: a
-//! new link takes a fresh `seq` under the partition mutex, so it is always the
+//! new link takes a fresh `seq` with exclusive access to the partition, so it is always the
 //! newest of its expiry and is appended in O(1) after an O(log E) lookup (E:
 //! distinct expiries in the partition: one per second of session creation time
 //! spread, whatever order sessions are added in). Only an entry re-filed with
@@ -555,8 +557,9 @@ impl<P> PartLock<'_, P> {
     /// # Safety
     /// `head` must have been read from this lock (not an earlier one) and the
     /// cache must keep its invariant that an entry is present only while its
-    /// session is linked (every unlink removes the entry under this mutex), so
-    /// that the cache's strong reference keeps the session alive for the borrow.
+    /// session is linked (every unlink removes the entry with exclusive access to
+    /// this partition), so that the cache's strong reference keeps the session
+    /// alive for the borrow.
     pub(crate) unsafe fn session(&self, head: &Head<P>) -> &Session<P> {
         debug_assert!(self.files(head.pos, head.ptr));
         // SAFETY: per the contract the session is linked while this lock is held.

@@ -154,6 +154,11 @@ impl<P: Send + Sync + 'static> Raw<P> {
         self.order.parts()
     }
 
+    /// The shard (and partition) of `key`.
+    pub(crate) fn shard_of(&self, key: &Id) -> usize {
+        self.map.shard_of(self.map.hash(key))
+    }
+
     #[inline]
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
@@ -485,9 +490,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 };
                 // Single-threaded the try always succeeds (exact order). If the
                 // shard is busy (another evictor taking that very minimum, or
-                // any other holder), the runner-up partition instead of queueing
-                // behind it: under concurrency the victim may then be the second
-                // smallest (see DESIGN.md, "Exact and approximate").
+                // any other holder, a reader too), an eviction for an add takes
+                // the runner-up partition instead of queueing behind it: under
+                // concurrency its victim may then be the second smallest (see
+                // DESIGN.md, "Exact and approximate"). A flush (`below`) waits:
+                // the runner-up's head says nothing about the first's, and a
+                // flush that met an unexpired runner-up would stop with expired
+                // sessions left (loom model 19).
                 let runner_up = std::cell::Cell::new((seen, first));
                 let other = || {
                     if let Some(next) = self.order.runner_up(first) {
@@ -495,6 +504,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     }
                     runner_up.get().1
                 };
+                let other = below.is_none().then_some(other);
                 self.map.with_shard_or(first, other, |part, sh| {
                     let seen = if part == first {
                         seen

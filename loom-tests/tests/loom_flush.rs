@@ -111,3 +111,49 @@ fn model_09b_flush_get() {
         assert_eq!(drops.all(), [1]);
     });
 }
+
+/// Model 19: flush racing a lookup in the expired session's shard. The cached
+/// `a` (expired at `NOW`) and `b` (fresh) sit in different shards; one thread
+/// runs `flush(NOW)` while the other looks up an absent id of `a`'s shard (a
+/// reader holding that shard's read lock). The flush must still remove `a`: a
+/// busy shard may send an *eviction* to the runner-up partition, but a flush
+/// that took the runner-up found its head unexpired and stopped, leaving `a`
+/// behind (found by a review; failed at iteration 2 before the fix).
+#[test]
+fn model_19_flush_racing_a_reader_of_the_expired_shard() {
+    run_model(
+        "19 flush racing a reader of the expired session's shard",
+        3,
+        || {
+            let drops = Drops::new(2);
+            let cache = cache(10);
+            let a = drops.session(0, b"a", EXPIRED);
+            let b = drops.session(1, b"b", NOW);
+            // The scenario needs `a` and the looked-up id in one shard, `b` in the
+            // other.
+            let shard = |id: &[u8]| cache.__shard_of(id).unwrap();
+            assert_eq!(shard(b"a"), shard(b"y"), "a and y share a shard");
+            assert_ne!(shard(b"a"), shard(b"b"), "b in the other shard");
+            assert!(cache.add(&a));
+            assert!(cache.add(&b));
+
+            let t = {
+                let cache = cache.clone();
+                thread::spawn(move || cache.flush(NOW))
+            };
+            let got = cache.get(b"y", CTX);
+            let flushed = t.join().unwrap();
+
+            assert!(got.is_none());
+            assert_eq!(flushed, 1, "the expired a is flushed, b never");
+            assert_eq!(cached_tag(&cache, b"a"), None, "a flushed");
+            assert_eq!(cached_tag(&cache, b"b"), Some(1));
+            assert_eq!(Arc::strong_count(&a), 1);
+            assert_eq!(Arc::strong_count(&b), 2);
+            assert_quiescent(&cache, 1);
+            drop(cache);
+            drop((a, b));
+            assert_eq!(drops.all(), [1, 1]);
+        },
+    );
+}

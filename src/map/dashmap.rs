@@ -175,21 +175,23 @@ where
 
     /// Runs `f(j, shard)` with shard `j = first` write-locked if its lock is
     /// free right now, else with shard `j = other()` write-locked (waiting for
-    /// it). One call site for `f`, so it inlines as a plain critical section.
+    /// it); with no `other`, waits for `first`. One call site for `f`, so it
+    /// inlines as a plain critical section.
     #[inline]
     pub(crate) fn with_shard_or<R>(
         &self,
         first: usize,
-        other: impl FnOnce() -> usize,
+        other: Option<impl FnOnce() -> usize>,
         f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
     ) -> R {
         let shards = self.inner.shards();
-        let (j, mut guard) = match shards[first].try_write() {
-            Some(g) => (first, g),
-            None => {
+        let (j, mut guard) = match (shards[first].try_write(), other) {
+            (Some(g), _) => (first, g),
+            (None, Some(other)) => {
                 let j = other();
                 (j, shards[j].write())
             }
+            (None, None) => (first, shards[first].write()),
         };
         f(j, &mut ShardW { table: &mut guard })
     }

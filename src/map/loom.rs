@@ -7,7 +7,7 @@
 //!
 //! Why not loom's own `RwLock`: its `try_write` can report a false deadlock
 //! (tokio-rs/loom#376: a thread that merely *tries* is marked blocked), and the
-//! evictor tries a shard's write lock while it holds a partition mutex. This
+//! evictor tries its victim's shard write lock before falling back. This
 //! lock's `try_write` is one compare-and-swap, so it never blocks in the model
 //! either; `read`/`write` spin with a loom yield, as dashmap's lock spins before
 //! it parks. The map itself sits in a loom `UnsafeCell`, so the model also checks
@@ -260,15 +260,16 @@ where
     pub(crate) fn with_shard_or<R>(
         &self,
         first: usize,
-        other: impl FnOnce() -> usize,
+        other: Option<impl FnOnce() -> usize>,
         f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
     ) -> R {
-        let (j, g) = match self.shards[first].try_write() {
-            Some(g) => (first, g),
-            None => {
+        let (j, g) = match (self.shards[first].try_write(), other) {
+            (Some(g), _) => (first, g),
+            (None, Some(other)) => {
                 let j = other();
                 (j, self.shards[j].write())
             }
+            (None, None) => (first, self.shards[first].write()),
         };
         let s = &self.shards[j];
         s.with_mut(&g, |table| f(j, &mut ShardW { table }))

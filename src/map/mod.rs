@@ -80,8 +80,8 @@ mod tests {
         // `with_shard_or`: shard `i` when free; the other one (waited for) when
         // `i` is held, here by a reader.
         let other = (i + 1) % m.shards();
-        assert_eq!(m.with_shard_or(i, || other, |j, _| j), i);
-        let got = m.read(&key(b"a"), |_| m.with_shard_or(i, || other, |j, _| j));
+        assert_eq!(m.with_shard_or(i, Some(|| other), |j, _| j), i);
+        let got = m.read(&key(b"a"), |_| m.with_shard_or(i, Some(|| other), |j, _| j));
         assert_eq!(got, other);
     }
 
