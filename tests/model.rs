@@ -73,7 +73,8 @@ fn setup_strategy(with_store: bool) -> impl Strategy<Value = Setup> {
         0usize..5,
         mode_strategy(with_store),
         prop_oneof![4 => Just(BASE), 1 => 900u64..1100],
-        prop_oneof![Just(None), Just(Some(2))],
+        // Default, the fewest, and more than 8 (grouped summaries in the scan).
+        prop_oneof![Just(None), Just(Some(2)), Just(Some(64))],
     )
         .prop_map(move |(specs, capacity, mode, clock, shards)| Setup {
             specs,
