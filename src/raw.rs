@@ -141,8 +141,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Entries in the order (for tests: equals `len()` when quiescent).
     pub(crate) fn entries(&self) -> usize {
         (0..self.map.shards())
-            .filter_map(|i| {
-                self.map.with_shard(i, true, |_| {
+            .map(|i| {
+                self.map.with_shard(i, |_| {
                     // SAFETY: shard `i` is write-locked for this call.
                     unsafe { self.order.exclusive(i) }.len()
                 })
@@ -497,72 +497,61 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 // the runner-up's head says nothing about the first's, and a
                 // flush that met an unexpired runner-up would stop with expired
                 // sessions left (loom model 19).
-                let runner_up = std::cell::Cell::new((seen, first));
-                let other = || {
-                    if let Some(next) = self.order.runner_up(first) {
-                        runner_up.set(next);
-                    }
-                    runner_up.get().1
-                };
-                let other = below.is_none().then_some(other);
-                self.map.with_shard_or(first, other, |part, sh| {
-                    let seen = if part == first {
-                        seen
-                    } else {
-                        runner_up.get().0
-                    };
-                    // SAFETY: `with_shard_or` holds shard `part`'s write lock
-                    // until this closure returns; the lock dies here.
-                    let mut l = unsafe { self.order.exclusive(part) };
-                    let Some(head) = l.min() else {
-                        return Evict::Raced;
-                    };
-                    // SAFETY: none needed; a no-op unless the
-                    // `release_before_unlink` mutant is on (it drops the
-                    // cache's reference before knowing the unlink is its own).
-                    unsafe { mutant_release_early(head.ptr) };
-                    // Another thread changed this partition since the scan
-                    // (most likely another evictor took the minimum seen, and
-                    // the next one may now be in another partition): scan
-                    // again, its cell is current now. A smaller minimum than
-                    // seen is still the one to take.
-                    if head.key > seen {
-                        return Evict::Raced;
-                    }
-                    if Some(head.ptr) == adding {
-                        return Evict::IsSelf;
-                    }
-                    self.unlink_head(&mut l, sh, &head, below, transfer)
-                })
+                let other = below.is_none().then_some(|| {
+                    self.order
+                        .runner_up(first)
+                        .map_or((first, seen), |(k, p)| (p, k))
+                });
+                self.map
+                    .with_shard_or((first, seen), other, |part, seen, sh| {
+                        // SAFETY: `with_shard_or` holds shard `part`'s write lock
+                        // until this closure returns; the lock dies here.
+                        let mut l = unsafe { self.order.exclusive(part) };
+                        let Some(head) = l.min() else {
+                            return Evict::Raced;
+                        };
+                        // SAFETY: none needed; a no-op unless the
+                        // `release_before_unlink` mutant is on (it drops the
+                        // cache's reference before knowing the unlink is its own).
+                        unsafe { mutant_release_early(head.ptr) };
+                        // Another thread changed this partition since the scan
+                        // (most likely another evictor took the minimum seen, and
+                        // the next one may now be in another partition): scan
+                        // again, its cell is current now. A smaller minimum than
+                        // seen is still the one to take.
+                        if head.key > seen {
+                            return Evict::Raced;
+                        }
+                        if Some(head.ptr) == adding {
+                            return Evict::IsSelf;
+                        }
+                        self.unlink_head(&mut l, sh, &head, below, transfer)
+                    })
             }
             Pick::Excluding(ex) => {
                 let best = (0..self.map.shards())
                     .filter_map(|i| {
-                        self.map
-                            .with_shard(i, true, |_| {
-                                // SAFETY: shard `i` is write-locked for this call.
-                                unsafe { self.order.exclusive(i) }.min_excluding(ex)
-                            })
-                            .flatten()
+                        self.map.with_shard(i, |_| {
+                            // SAFETY: shard `i` is write-locked for this call.
+                            unsafe { self.order.exclusive(i) }.min_excluding(ex)
+                        })
                     })
                     .min_by_key(|h| h.key);
                 let Some(head) = best else {
                     return Evict::Empty;
                 };
                 let part = part_of_pos(head.pos);
-                self.map
-                    .with_shard(part, true, |sh| {
-                        // SAFETY: shard `part` is write-locked for this call.
-                        let mut l = unsafe { self.order.exclusive(part) };
-                        // The entry must still be the one read (same `seq`: unique
-                        // per link): its pointer alone could be a new session's,
-                        // allocated where a freed one was.
-                        if !l.still(head.pos, &head) {
-                            return Evict::Raced;
-                        }
-                        self.unlink_head(&mut l, sh, &head, below, transfer)
-                    })
-                    .unwrap_or(Evict::Raced)
+                self.map.with_shard(part, |sh| {
+                    // SAFETY: shard `part` is write-locked for this call.
+                    let mut l = unsafe { self.order.exclusive(part) };
+                    // The entry must still be the one read (same `seq`: unique
+                    // per link): its pointer alone could be a new session's,
+                    // allocated where a freed one was.
+                    if !l.still(head.pos, &head) {
+                        return Evict::Raced;
+                    }
+                    self.unlink_head(&mut l, sh, &head, below, transfer)
+                })
             }
         }
     }

@@ -154,46 +154,41 @@ where
         self.inner.determine_shard(hash as usize)
     }
 
-    /// Runs `f` with shard `i` write-locked; without `wait`, only if its lock is
-    /// free right now (`None`, and nothing waited, if it is held). `f` gets the
+    /// Runs `f` with shard `i` write-locked (waiting for it); `f` gets the
     /// shard, to `take` an entry out.
     #[inline]
-    pub(crate) fn with_shard<R>(
-        &self,
-        i: usize,
-        wait: bool,
-        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
-    ) -> Option<R> {
-        let shard = &self.inner.shards()[i];
-        let mut guard = if wait {
-            shard.write()
-        } else {
-            shard.try_write()?
-        };
-        Some(f(&mut ShardW { table: &mut guard }))
+    pub(crate) fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut ShardW<'_, K, V>) -> R) -> R {
+        f(&mut ShardW {
+            table: &mut self.inner.shards()[i].write(),
+        })
     }
 
-    /// Runs `f(j, shard)` with shard `j = first` write-locked if its lock is
-    /// free right now, else with shard `j = other()` write-locked (waiting for
-    /// it); with no `other`, waits for `first`. One call site for `f`, so it
-    /// inlines as a plain critical section.
+    /// Runs `f(j, t, shard)` with shard `j` write-locked: `(j, t) = first` if
+    /// that shard's lock is free right now (never waiting for it), else
+    /// `(j, t) = other()`, waiting for that one; with no `other`, waits for
+    /// `first`. `t` travels with the shard it was picked for. One call site for
+    /// `f`, so it inlines as a plain critical section.
     #[inline]
-    pub(crate) fn with_shard_or<R>(
+    pub(crate) fn with_shard_or<T, R>(
         &self,
-        first: usize,
-        other: Option<impl FnOnce() -> usize>,
-        f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
+        first: (usize, T),
+        other: Option<impl FnOnce() -> (usize, T)>,
+        f: impl FnOnce(usize, T, &mut ShardW<'_, K, V>) -> R,
     ) -> R {
         let shards = self.inner.shards();
-        let (j, mut guard) = match (shards[first].try_write(), other) {
+        let ((j, t), mut guard) = match (shards[first.0].try_write(), other) {
             (Some(g), _) => (first, g),
             (None, Some(other)) => {
-                let j = other();
-                (j, shards[j].write())
+                let next = other();
+                let g = shards[next.0].write();
+                (next, g)
             }
-            (None, None) => (first, shards[first].write()),
+            (None, None) => {
+                let g = shards[first.0].write();
+                (first, g)
+            }
         };
-        f(j, &mut ShardW { table: &mut guard })
+        f(j, t, &mut ShardW { table: &mut guard })
     }
 
     /// Number of keys; for tests and `Debug`.

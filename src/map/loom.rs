@@ -246,33 +246,32 @@ where
         (h >> 7) as usize % self.shards.len()
     }
 
-    pub(crate) fn with_shard<R>(
-        &self,
-        i: usize,
-        wait: bool,
-        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
-    ) -> Option<R> {
+    pub(crate) fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut ShardW<'_, K, V>) -> R) -> R {
         let s = &self.shards[i];
-        let g = if wait { s.write() } else { s.try_write()? };
-        Some(s.with_mut(&g, |table| f(&mut ShardW { table })))
+        let g = s.write();
+        s.with_mut(&g, |table| f(&mut ShardW { table }))
     }
 
-    pub(crate) fn with_shard_or<R>(
+    pub(crate) fn with_shard_or<T, R>(
         &self,
-        first: usize,
-        other: Option<impl FnOnce() -> usize>,
-        f: impl FnOnce(usize, &mut ShardW<'_, K, V>) -> R,
+        first: (usize, T),
+        other: Option<impl FnOnce() -> (usize, T)>,
+        f: impl FnOnce(usize, T, &mut ShardW<'_, K, V>) -> R,
     ) -> R {
-        let (j, g) = match (self.shards[first].try_write(), other) {
+        let ((j, t), g) = match (self.shards[first.0].try_write(), other) {
             (Some(g), _) => (first, g),
             (None, Some(other)) => {
-                let j = other();
-                (j, self.shards[j].write())
+                let next = other();
+                let g = self.shards[next.0].write();
+                (next, g)
             }
-            (None, None) => (first, self.shards[first].write()),
+            (None, None) => {
+                let g = self.shards[first.0].write();
+                (first, g)
+            }
         };
         let s = &self.shards[j];
-        s.with_mut(&g, |table| f(j, &mut ShardW { table }))
+        s.with_mut(&g, |table| f(j, t, &mut ShardW { table }))
     }
 
     pub(crate) fn slots(&self) -> usize {

@@ -55,34 +55,37 @@ mod tests {
     }
 
     #[test]
-    fn with_shard_without_wait_never_waits_for_a_held_shard() {
+    fn with_shard_or_never_waits_for_a_held_first_shard() {
         let m: ShardMap<Id, u32> = ShardMap::new(4);
         m.write(key(b"a"), |_, _| (Some(1), ()));
         let h = m.hash(&key(b"a"));
         let i = m.shard_of(h);
-        // The shard is read-locked by `read`: a blocking call would deadlock
-        // here, the try gives up at once and changes nothing.
+        let other = (i + 1) % m.shards();
+        // The shard is read-locked by `read`: waiting for it would deadlock
+        // here; the try gives up at once and the other shard (with its tag)
+        // is taken, where `a` is not.
         let tried = m.read(&key(b"a"), |v| {
             assert_eq!(v.map(|(_, v)| *v), Some(1));
-            m.with_shard(i, false, |sh| sh.take(h, |_, _| true).map(|(_, v)| v))
+            m.with_shard_or((i, "first"), Some(|| (other, "other")), |j, t, sh| {
+                (j, t, sh.take(h, |_, _| true).map(|(_, v)| v))
+            })
         });
-        assert_eq!(tried, None);
+        assert_eq!(tried, (other, "other", None));
         assert_eq!(m.slots(), 1);
-        // Free: the predicate decides (the hash only narrows the search).
-        let take = |wait, want: u32| {
-            m.with_shard(i, wait, |sh| sh.take(h, |_, v| *v == want).map(|(_, v)| v))
+        // Free: the first shard and its tag; the predicate decides (the hash
+        // only narrows the search).
+        let take = |want: u32| {
+            m.with_shard_or(
+                (i, "first"),
+                None::<fn() -> (usize, &'static str)>,
+                |j, t, sh| (j, t, sh.take(h, |_, v| *v == want).map(|(_, v)| v)),
+            )
         };
-        assert_eq!(take(false, 2), Some(None));
-        assert_eq!(take(true, 3), Some(None));
-        assert_eq!(take(false, 1), Some(Some(1)));
+        assert_eq!(take(2), (i, "first", None));
+        assert_eq!(m.with_shard(i, |sh| sh.take(h, |_, v| *v == 3)), None);
+        assert_eq!(take(1), (i, "first", Some(1)));
         assert_eq!(m.slots(), 0);
         assert!(m.shards() >= 4 && m.shard_of(h) < m.shards());
-        // `with_shard_or`: shard `i` when free; the other one (waited for) when
-        // `i` is held, here by a reader.
-        let other = (i + 1) % m.shards();
-        assert_eq!(m.with_shard_or(i, Some(|| other), |j, _| j), i);
-        let got = m.read(&key(b"a"), |_| m.with_shard_or(i, Some(|| other), |j, _| j));
-        assert_eq!(got, other);
     }
 
     #[test]
