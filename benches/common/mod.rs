@@ -132,6 +132,16 @@ pub trait Peer: Sync + Send + Sized + 'static {
 
 // ---- this crate
 
+/// `BENCH_FIXED_TIME=<unix seconds>`: every session of ours is made with that
+/// creation time instead of the clock's. Only for instruction counts (callgrind)
+/// that must not depend on whether making the objects crossed a second boundary
+/// (a recycled object then files behind its partition's newest expiry, another
+/// path); the published figures use the real clock.
+fn fixed_time() -> Option<u64> {
+    static T: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var("BENCH_FIXED_TIME").ok()?.parse().ok())
+}
+
 pub struct Ours(pub SessionCache<Payload>);
 
 impl Peer for Ours {
@@ -148,7 +158,11 @@ impl Peer for Ours {
         )
     }
     fn make(&self, id: &Id, payload: &Payload) -> Self::Obj {
-        Arc::new(Session::new(id, SID_CTX, *payload).expect("valid id"))
+        let s = Session::new(id, SID_CTX, *payload).expect("valid id");
+        Arc::new(match fixed_time() {
+            Some(t) => s.with_time(t),
+            None => s,
+        })
     }
     fn local(&self) {}
     #[inline]
