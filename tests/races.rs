@@ -11,12 +11,19 @@
 //! - `eviction_order_deviation_is_bounded`: T threads add sessions of increasing
 //!   expiry into a full cache; the survivors differ from the exact order by at
 //!   most T sessions.
+//! - `update_time_readds_keep_entries_exact`: under `UPDATE_TIME`, two threads
+//!   re-add the same objects (each re-add stamps the time and re-files the
+//!   entry) while a third flushes on an advancing clock and the re-adds of
+//!   evicted objects evict others; afterwards every cached session has one
+//!   entry, filed at its current expiry (evictions then go in time order).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tls_session_cache::{ManualClock, RemovalCause, Session, SessionCache, SessionStore};
+use tls_session_cache::{
+    CacheMode, ManualClock, RemovalCause, Session, SessionCache, SessionStore,
+};
 
 const NOW: u64 = 1_700_000_000;
 
@@ -267,5 +274,134 @@ fn eviction_order_deviation_is_bounded() {
             out_of_order <= threads,
             "{out_of_order} survivors are not among the {CAP} newest ({threads} threads)"
         );
+    }
+}
+
+/// Records the time of every evicted session, in eviction order.
+#[derive(Default)]
+struct Evictions(Mutex<Vec<u64>>);
+
+impl SessionStore<P> for Arc<Evictions> {
+    fn remove_session(&self, s: &Arc<Session<P>>, cause: RemovalCause) {
+        if cause == RemovalCause::Evicted {
+            self.0.lock().unwrap().push(s.time());
+        }
+    }
+}
+
+#[test]
+fn update_time_readds_keep_entries_exact() {
+    let clock = ManualClock::new(NOW);
+    let evictions = Arc::new(Evictions::default());
+    let cache: SessionCache<P> = SessionCache::builder()
+        .capacity(6)
+        .timeout(Duration::from_secs(8))
+        .clock(clock.clone())
+        .store(evictions.clone())
+        .build();
+    let objects: Vec<Arc<Session<P>>> = (0..8u64)
+        .map(|n| {
+            let p = P {
+                long_lived: true,
+                n,
+            };
+            Arc::new(Session::new(&[n as u8 + 1; 32], b"", p).unwrap())
+        })
+        .collect();
+    // Short races, each checked once quiescent: a stale entry shows only while
+    // its session stays cached, so many checks catch more than one at the end.
+    let epochs = 40;
+    let rounds = (iterations() / 4 / epochs).max(100);
+    let (mut flushed_all, mut evicted_all) = (0, 0);
+    for epoch in 0..epochs {
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
+        evictions.0.lock().unwrap().clear();
+        let stop = AtomicBool::new(false);
+        let flushed = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            let readders: Vec<_> = (0..2u64)
+                .map(|t| {
+                    let (cache, objects, clock) = (&cache, &objects, &clock);
+                    scope.spawn(move || {
+                        for r in 0..rounds {
+                            // A new second per add: the objects' times differ,
+                            // so that a stale entry would be filed out of time
+                            // order, and some expire between re-adds (for the
+                            // flusher).
+                            clock.advance(Duration::from_secs(1));
+                            // A random object: some re-adds find it cached (a
+                            // re-file), others evicted (a new link that evicts).
+                            let x =
+                                (r ^ (t << 40) ^ (epoch << 48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                            cache.add(&objects[(x >> 61) as usize]);
+                        }
+                    })
+                })
+                .collect();
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    flushed.fetch_add(cache.flush(clock.now()) as u64, Ordering::Relaxed);
+                }
+            });
+            for h in readders {
+                h.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        flushed_all += flushed.load(Ordering::Relaxed);
+        evicted_all += evictions.0.lock().unwrap().len();
+        assert!(cache.len() <= 6);
+        assert_eq!(cache.__index_entries(), cache.len(), "epoch {epoch}");
+        assert_eq!(cache.__slots(), cache.len(), "epoch {epoch}");
+        let cached: Vec<&Arc<Session<P>>> = objects
+            .iter()
+            .filter(|o| Arc::strong_count(o) == 2)
+            .collect();
+        assert_eq!(
+            cached.len(),
+            cache.len(),
+            "one cache reference per cached object"
+        );
+
+        // Each entry is filed at its session's current expiry: new sessions
+        // (made far in the future, the mode no longer stamping) now evict the
+        // cached ones soonest time first.
+        cache.set_mode(CacheMode::SERVER);
+        evictions.0.lock().unwrap().clear();
+        let mut want: Vec<u64> = cached.iter().map(|o| o.time()).collect();
+        want.sort_unstable();
+        // As many as the capacity: the first fill any free room, the rest evict
+        // every cached object.
+        let fillers: Vec<[u8; 32]> = (0..6).map(|n| [n as u8 + 100; 32]).collect();
+        for (n, id) in fillers.iter().enumerate() {
+            let p = P {
+                long_lived: false,
+                n: n as u64,
+            };
+            let s = Session::new(id, b"", p)
+                .unwrap()
+                .with_time(clock.now() + 1_000);
+            assert!(cache.add(&Arc::new(s)));
+        }
+        assert_eq!(
+            *evictions.0.lock().unwrap(),
+            want,
+            "epoch {epoch}: evicted in time order"
+        );
+        for id in &fillers {
+            assert!(cache.take(id).is_some());
+        }
+        assert!(cache.is_empty());
+    }
+    // Evictions always happen (8 objects, room for 6); how many flush removals
+    // overlapped the re-adds depends on scheduling (loom model 20 covers that
+    // race exhaustively).
+    assert!(
+        evicted_all > 0,
+        "the probe raced nothing (flushed {flushed_all})"
+    );
+    drop(cache);
+    for o in &objects {
+        assert_eq!(Arc::strong_count(o), 1, "a reference leaked or was lost");
     }
 }

@@ -1,0 +1,117 @@
+//! Loom models of an identical re-add under `UPDATE_TIME` (which stamps the
+//! session's time, then re-files its entry under the shard read lock and the
+//! partition mutex) racing a flush and an eviction (models 20 and 20b).
+#![cfg(tls_session_cache_loom)]
+
+use loom::thread;
+use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, EXPIRED, NOW};
+use std::sync::Arc;
+use tls_session_cache::CacheMode;
+
+/// Model 20: `a` is linked with a time that is expired at `NOW`; then the mode
+/// gains `UPDATE_TIME`. One thread adds `a` again (its time becomes `NOW`, and its
+/// entry moves to the new expiry); the other runs `flush(NOW)`. Either the flush
+/// came first (it removed `a`, flagged it, and the re-add then linked it as a new
+/// id: `true`) or the re-add did (a no-op, `false`, and `a` is no longer
+/// expired: the flush removes nothing). Never both, never neither; `a` ends
+/// cached either way, with one entry filed at its new expiry: past the
+/// unexpired `b`'s, so a later eviction takes `b` (a stale entry would send
+/// `a` first; the flush's own re-check of the time would not show it).
+#[test]
+fn model_20_update_time_readd_racing_flush() {
+    run_model("20 UPDATE_TIME re-add racing flush", 3, || {
+        let drops = Drops::new(3);
+        let cache = cache(10);
+        let a = drops.session(0, b"a", EXPIRED);
+        let b = drops.session(1, b"b", NOW - 10);
+        assert!(cache.add(&a));
+        assert!(cache.add(&b));
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
+
+        let t = {
+            let cache = cache.clone();
+            thread::spawn(move || cache.flush(NOW))
+        };
+        let added = cache.add(&a);
+        let flushed = t.join().unwrap();
+
+        assert_eq!(a.time(), NOW, "the re-add stamped the time");
+        if flushed == 1 {
+            assert!(added, "flushed first: the re-add linked `a` again");
+            assert!(!a.is_resumable(), "a flushed session is flagged");
+        } else {
+            assert_eq!(flushed, 0);
+            assert!(!added, "re-added first: the no-op");
+            assert!(a.is_resumable(), "never flushed");
+        }
+        let st = cache.stats();
+        assert_eq!(st.flushed as usize, flushed);
+        assert_eq!(st.adds, 2 + u64::from(added));
+        assert_quiescent(&cache, 2);
+        assert_eq!(Arc::strong_count(&a), 2);
+        assert_eq!(cached_tag(&cache, b"a"), Some(0));
+        // Full at 2: a new `c` evicts the first in the order, `b`.
+        cache.set_capacity(2);
+        let c = drops.session(2, b"c", NOW);
+        assert!(cache.add(&c));
+        assert_eq!(cached_tag(&cache, b"b"), None, "b evicted, not a");
+        assert_eq!(cached_tag(&cache, b"a"), Some(0));
+        assert_eq!(cached_tag(&cache, b"c"), Some(2));
+        assert_eq!(drops.all(), [0, 0, 0]);
+        drop(cache);
+        drop((a, b, c));
+        assert_eq!(drops.all(), [1, 1, 1]);
+    });
+}
+
+/// Model 20b: a full cache (capacity 2) holds `a` (oldest expiry) and `b`; the
+/// mode has `UPDATE_TIME`. One thread adds `a` again (its expiry moves past
+/// `b`'s); the other adds a new `c`, which evicts the first session in the
+/// order. Either the re-add came first (`a` moved: `b` is evicted, the re-add is
+/// a no-op) or the eviction did (`a` evicted, then linked again as a new id,
+/// evicting `b`). Either way `b` is evicted and `a` and `c` end cached: never
+/// `c` evicted, never three sessions, never `a` evicted with the re-add a no-op.
+#[test]
+fn model_20b_update_time_readd_racing_eviction() {
+    run_model("20b UPDATE_TIME re-add racing an eviction", 3, || {
+        let drops = Drops::new(3);
+        let cache = cache(2);
+        let a = drops.session(0, b"a", NOW - 50);
+        let b = drops.session(1, b"b", NOW - 20);
+        let c = drops.session(2, b"c", NOW);
+        assert!(cache.add(&a));
+        assert!(cache.add(&b));
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
+
+        let t = {
+            let cache = cache.clone();
+            let c = c.clone();
+            thread::spawn(move || cache.add(&c))
+        };
+        let re_added = cache.add(&a);
+        assert!(t.join().unwrap(), "c is a new id");
+
+        let st = cache.stats();
+        if re_added {
+            // The eviction took `a` first; the re-add linked it again and
+            // evicted `b` to make room.
+            assert!(!a.is_resumable());
+            assert_eq!(st.cache_full, 2, "{st:?}");
+        } else {
+            assert!(a.is_resumable());
+            assert_eq!(st.cache_full, 1, "{st:?}");
+        }
+        assert!(!b.is_resumable(), "b is evicted in both orders");
+        assert!(c.is_resumable(), "c is never evicted");
+        assert_quiescent(&cache, 2);
+        assert_eq!(cached_tag(&cache, b"a"), Some(0));
+        assert_eq!(cached_tag(&cache, b"b"), None);
+        assert_eq!(cached_tag(&cache, b"c"), Some(2));
+        assert_eq!(Arc::strong_count(&a), 2);
+        assert_eq!(Arc::strong_count(&b), 1);
+        assert_eq!(Arc::strong_count(&c), 2);
+        drop(cache);
+        drop((a, b, c));
+        assert_eq!(drops.all(), [1, 1, 1]);
+    });
+}
