@@ -219,6 +219,13 @@ impl HeadCell {
         (e, self.seq.load(Ordering::Relaxed))
     }
 
+    /// The key as one `u128` (expiry high, seq low: the same order as the pair).
+    #[inline]
+    fn read_u128(&self) -> u128 {
+        let (e, s) = self.read();
+        (u128::from(e) << 64) | u128::from(s)
+    }
+
     #[inline]
     /// Publishes `(e, s)`; returns whether it changed. Skips the stores (and the
     /// cache-line transfer) when nothing changed.
@@ -241,7 +248,25 @@ type Ranked = Option<(Key, usize)>;
 /// `u64::MAX`.)
 #[inline]
 fn smallest(cells: &[HeadCell]) -> Ranked {
-    smallest_except(cells, usize::MAX)
+    // A full group (every partition count from 8 up): a fixed-size loop the
+    // compiler unrolls (callgrind: 919 -> 868 instructions per evicting add).
+    if let Ok(group) = <&[HeadCell; GROUP]>::try_from(cells) {
+        return smallest_of(group);
+    }
+    smallest_of(cells)
+}
+
+#[inline(always)]
+fn smallest_of<'a>(cells: impl IntoIterator<Item = &'a HeadCell>) -> Ranked {
+    let (mut best, mut best_i) = (u128::MAX, usize::MAX);
+    for (i, h) in cells.into_iter().enumerate() {
+        let k = h.read_u128();
+        if k < best {
+            best = k;
+            best_i = i;
+        }
+    }
+    (best_i != usize::MAX).then_some((((best >> 64) as u64, best as u64), best_i))
 }
 
 /// As `smallest`, skipping the cell at `skip`. Each key is compared as one
@@ -253,9 +278,7 @@ fn smallest_except(cells: &[HeadCell], skip: usize) -> Ranked {
     const NONE: u128 = u128::MAX;
     let (mut best, mut best_i) = (NONE, usize::MAX);
     for (i, h) in cells.iter().enumerate() {
-        let (e, s) = h.read();
-        let k = (u128::from(e) << 64) | u128::from(s);
-        let k = if i == skip { NONE } else { k };
+        let k = if i == skip { NONE } else { h.read_u128() };
         if k < best {
             best = k;
             best_i = i;
@@ -326,14 +349,10 @@ impl<P> Order<P> {
         part: usize,
         mutex: Option<MutexGuard<'a, ()>>,
     ) -> PartLock<'a, P> {
-        let g = part / GROUP;
-        let base = g * GROUP;
         PartLock {
-            head: &self.heads[part],
-            // One group: nobody reads its summary (see `min_part`).
-            group: (self.groups.len() > 1).then(|| (&self.groups[g], &self.group_vers[g])),
-            siblings: &self.heads[base..(base + GROUP).min(self.heads.len())],
+            order: self,
             index: part,
+            moved: false,
             // SAFETY: exclusive per the contract.
             inner: unsafe { self.parts[part].inner.get_mut() },
             _mutex: mutex,
@@ -393,10 +412,12 @@ pub(crate) fn part_of_pos(pos: u64) -> usize {
 
 /// A locked partition. Dropping it republishes the partition's minimum.
 pub(crate) struct PartLock<'a, P> {
-    head: &'a HeadCell,
-    group: Option<(&'a HeadCell, &'a AtomicU64)>,
-    siblings: &'a [HeadCell],
+    /// Where the partition's minimum is published (on drop, if `moved`).
+    order: &'a Order<P>,
     index: usize,
+    /// Whether the partition's minimum may have changed under this lock (an
+    /// insert below it, or a removal of it): only then is it republished.
+    moved: bool,
     /// Dropped before `_mutex` (declaration order): the access ends first.
     inner: CellMut<'a, Inner<P>>,
     /// Held when the caller has only the shard's read lock.
@@ -455,7 +476,14 @@ impl<P> PartLock<'_, P> {
                 }
             }
         }
-        inner.min = inner.smaller(inner.min, i);
+        // Appended to a list: behind that list's head, so not the minimum.
+        if matches!(prev, SORTED | NIL) {
+            let min = inner.smaller(inner.min, i);
+            if min != inner.min {
+                inner.min = min;
+                self.moved = true;
+            }
+        }
         inner.len += 1;
         ((self.index as u64) << 32) | u64::from(i)
     }
@@ -506,6 +534,7 @@ impl<P> PartLock<'_, P> {
         inner.free = i;
         inner.len -= 1;
         if inner.min == i {
+            self.moved = true;
             inner.min = if prev == NIL && next != NIL && inner.sorted.is_empty() {
                 // The evictor's case: the head of the first list, whose next
                 // entry (same expiry) is now the smallest.
@@ -591,15 +620,25 @@ impl<P> PartLock<'_, P> {
 
 impl<P> Drop for PartLock<'_, P> {
     fn drop(&mut self) {
+        if !self.moved {
+            // The minimum is the entry it was when this lock was taken, with
+            // the key it had: the published cell is current.
+            return;
+        }
         let key = self.min().map_or(EMPTY, |h| h.key);
         // Seq first, expiry last (Release): a reader that sees the new expiry
         // sees at least this seq. Torn reads only make the hint approximate.
-        if !self.head.write(key) {
+        let o = self.order;
+        if !o.heads[self.index].write(key) {
             return; // the partition's minimum did not change: nor did the group's
         }
-        let Some((group, ver)) = self.group else {
-            return;
-        };
+        if o.groups.len() == 1 {
+            return; // one group: nobody reads its summary (see `min_part`)
+        }
+        let g = self.index / GROUP;
+        let base = g * GROUP;
+        let (group, ver) = (&o.groups[g], &o.group_vers[g]);
+        let siblings = &o.heads[base..(base + GROUP).min(o.heads.len())];
         // Grouped (more than `GROUP` partitions): the group's summary is written
         // by whichever holder of a sibling's mutex changed a head, so two of them
         // can race (T1 reads T2's old head, T2 publishes, T1's summary lands
@@ -614,7 +653,7 @@ impl<P> Drop for PartLock<'_, P> {
         // and writes after it: once quiescent the summary is exact.
         loop {
             let v = ver.fetch_add(1, Ordering::AcqRel);
-            let m = smallest(self.siblings).map_or(EMPTY, |(k, _)| k);
+            let m = smallest(siblings).map_or(EMPTY, |(k, _)| k);
             group.write(m);
             // A read-modify-write, not a load: it reads the latest bump (a load
             // may return an older one and let a stale summary stand).
