@@ -20,7 +20,6 @@
 //! Lock order: a shard lock of the map may be held when a partition mutex is taken,
 //! never the reverse.
 
-use crate::session::Session;
 use crate::sync::{lock, AtomicU64, CellMut, ExclCell, Mutex, MutexGuard, Ordering};
 use std::collections::BTreeMap;
 
@@ -36,22 +35,25 @@ pub type Key = (u64, u64);
 
 /// A partition's view of one linked session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Head<P> {
-    pub(crate) ptr: *const Session<P>,
+pub(crate) struct Head {
+    /// The map hash of the session's id: the evictor finds the session's map
+    /// entry with it (and the position), without reading the session.
+    pub(crate) hash: u64,
     pub(crate) key: Key,
     /// The entry's position (`(partition << 32) | index`).
     pub(crate) pos: u64,
 }
 
-struct Entry<P> {
-    ptr: *const Session<P>,
+struct Entry {
+    /// The map hash of the session's id (see `Head::hash`).
+    hash: u64,
     expiry: u64,
     seq: u64,
     prev: u32,
     next: u32,
 }
 
-impl<P> Entry<P> {
+impl Entry {
     fn key(&self) -> Key {
         (self.expiry, self.seq)
     }
@@ -64,8 +66,8 @@ struct Ends {
     tail: u32,
 }
 
-struct Inner<P> {
-    slab: Vec<Entry<P>>,
+struct Inner {
+    slab: Vec<Entry>,
     free: u32,
     /// One list per expiry, each in `seq` order: every expiry's list but the
     /// greatest one's (`hot`).
@@ -83,12 +85,7 @@ struct Inner<P> {
     len: usize,
 }
 
-// SAFETY: the raw pointers are identities of sessions linked in the cache and are
-// only dereferenced by the cache under the rules of `docs/DESIGN.md`; the
-// sessions themselves are `Send + Sync` for the `P` the cache accepts.
-unsafe impl<P: Send + Sync> Send for Inner<P> {}
-
-impl<P> Inner<P> {
+impl Inner {
     fn new() -> Self {
         Inner {
             slab: Vec::new(),
@@ -101,7 +98,7 @@ impl<P> Inner<P> {
         }
     }
 
-    fn alloc(slab: &mut Vec<Entry<P>>, free: &mut u32, e: Entry<P>) -> u32 {
+    fn alloc(slab: &mut Vec<Entry>, free: &mut u32, e: Entry) -> u32 {
         if *free != NIL {
             let i = *free;
             *free = slab[i as usize].next;
@@ -155,10 +152,10 @@ impl<P> Inner<P> {
         (self.min != NIL).then_some(self.min)
     }
 
-    fn head_of(&self, part: usize, i: u32) -> Head<P> {
+    fn head_of(&self, part: usize, i: u32) -> Head {
         let e = &self.slab[i as usize];
         Head {
-            ptr: e.ptr,
+            hash: e.hash,
             key: e.key(),
             pos: ((part as u64) << 32) | u64::from(i),
         }
@@ -171,15 +168,15 @@ impl<P> Inner<P> {
 /// lock held *and* this mutex (`Order::lock`): readers of one shard exclude each
 /// other here, and all of them exclude the write-lock holder there.
 #[repr(align(128))]
-pub(crate) struct Part<P> {
+pub(crate) struct Part {
     mutex: Mutex<()>,
-    inner: ExclCell<Inner<P>>,
+    inner: ExclCell<Inner>,
 }
 
 // SAFETY: `inner` is only reached through `Order::lock` and `Order::exclusive`,
 // whose contracts (a shard lock plus the mutex, or the shard write lock) give
 // one thread at a time exclusive access; `Inner` is `Send`.
-unsafe impl<P: Send + Sync> Sync for Part<P> {}
+unsafe impl Sync for Part {}
 
 /// A partition's published minimum. The cells of all partitions are packed
 /// together (16 bytes each: 64 partitions in 16 cache lines) so that the
@@ -193,8 +190,8 @@ struct HeadCell {
 const GROUP: usize = 8;
 
 /// All partitions.
-pub(crate) struct Order<P> {
-    parts: Box<[Part<P>]>,
+pub(crate) struct Order {
+    parts: Box<[Part]>,
     heads: Box<[HeadCell]>,
     /// The minimum of each group of `GROUP` heads, republished by whoever changes
     /// a head of the group: the evictor scans the groups, then one group's heads
@@ -290,7 +287,7 @@ fn smallest_except(cells: &[HeadCell], skip: usize) -> Ranked {
 /// The published key of an empty partition (or group).
 const EMPTY: Key = (u64::MAX, u64::MAX);
 
-impl<P> Order<P> {
+impl Order {
     /// `parts` partitions, rounded up to a power of two, 1 to 2^16.
     pub(crate) fn new(parts: usize) -> Self {
         let parts = parts.clamp(1, 1 << 16).next_power_of_two();
@@ -322,7 +319,7 @@ impl<P> Order<P> {
     /// as the returned lock lives: so no holder of that shard's write lock is
     /// using `exclusive` meanwhile, and every other reader-side user waits here.
     #[inline]
-    pub(crate) unsafe fn lock(&self, part: usize) -> PartLock<'_, P> {
+    pub(crate) unsafe fn lock(&self, part: usize) -> PartLock<'_> {
         let m = lock(&self.parts[part].mutex);
         // SAFETY: the mutex excludes the other reader-side users of the
         // partition, the caller's shard lock excludes `exclusive` users.
@@ -336,7 +333,7 @@ impl<P> Order<P> {
     /// returned lock lives: no other thread holds that shard's lock in either
     /// mode, so no other `lock` or `exclusive` user of the partition exists.
     #[inline]
-    pub(crate) unsafe fn exclusive(&self, part: usize) -> PartLock<'_, P> {
+    pub(crate) unsafe fn exclusive(&self, part: usize) -> PartLock<'_> {
         // SAFETY: per the contract.
         unsafe { self.wrap(part, None) }
     }
@@ -344,11 +341,7 @@ impl<P> Order<P> {
     /// # Safety
     /// Access to partition `part` is exclusive while the result lives.
     #[inline]
-    unsafe fn wrap<'a>(
-        &'a self,
-        part: usize,
-        mutex: Option<MutexGuard<'a, ()>>,
-    ) -> PartLock<'a, P> {
+    unsafe fn wrap<'a>(&'a self, part: usize, mutex: Option<MutexGuard<'a, ()>>) -> PartLock<'a> {
         PartLock {
             order: self,
             index: part,
@@ -364,7 +357,7 @@ impl<P> Order<P> {
     /// # Safety
     /// As `lock`, for the shard with the position's partition index.
     #[inline]
-    pub(crate) unsafe fn lock_pos(&self, pos: u64) -> PartLock<'_, P> {
+    pub(crate) unsafe fn lock_pos(&self, pos: u64) -> PartLock<'_> {
         // SAFETY: per the contract.
         unsafe { self.lock(part_of_pos(pos)) }
     }
@@ -411,22 +404,23 @@ pub(crate) fn part_of_pos(pos: u64) -> usize {
 }
 
 /// A locked partition. Dropping it republishes the partition's minimum.
-pub(crate) struct PartLock<'a, P> {
+pub(crate) struct PartLock<'a> {
     /// Where the partition's minimum is published (on drop, if `moved`).
-    order: &'a Order<P>,
+    order: &'a Order,
     index: usize,
     /// Whether the partition's minimum may have changed under this lock (an
     /// insert below it, or a removal of it): only then is it republished.
     moved: bool,
     /// Dropped before `_mutex` (declaration order): the access ends first.
-    inner: CellMut<'a, Inner<P>>,
+    inner: CellMut<'a, Inner>,
     /// Held when the caller has only the shard's read lock.
     _mutex: Option<MutexGuard<'a, ()>>,
 }
 
-impl<P> PartLock<'_, P> {
-    /// Files a linked session; returns its position for the slot.
-    pub(crate) fn insert(&mut self, ptr: *const Session<P>, expiry: u64, seq: u64) -> u64 {
+impl PartLock<'_> {
+    /// Files a linked session (by its id's map hash); returns its position for
+    /// the map's value.
+    pub(crate) fn insert(&mut self, hash: u64, expiry: u64, seq: u64) -> u64 {
         let inner = &mut *self.inner;
         // The tail of its expiry's list, if it has one: the newest expiry's list
         // (nearly always) needs no map lookup.
@@ -447,7 +441,7 @@ impl<P> PartLock<'_, P> {
             &mut inner.slab,
             &mut inner.free,
             Entry {
-                ptr,
+                hash,
                 expiry,
                 seq,
                 prev,
@@ -528,7 +522,7 @@ impl<P> PartLock<'_, P> {
         }
         let free = inner.free;
         let e = &mut inner.slab[i as usize];
-        e.ptr = std::ptr::null();
+        e.hash = 0;
         e.prev = FREE;
         e.next = free;
         inner.free = i;
@@ -545,14 +539,15 @@ impl<P> PartLock<'_, P> {
         }
     }
 
-    /// Whether the entry at `pos` files exactly `ptr` (for debug checks).
-    pub(crate) fn files(&self, pos: u64, ptr: *const Session<P>) -> bool {
+    /// Whether the entry at `pos` is live and files the id with map hash `hash`
+    /// (for a mutant).
+    pub(crate) fn files(&self, pos: u64, hash: u64) -> bool {
         (pos >> 32) as usize == self.index
             && self
                 .inner
                 .slab
                 .get(pos as u32 as usize)
-                .is_some_and(|e| e.ptr == ptr && e.prev != FREE)
+                .is_some_and(|e| e.hash == hash && e.prev != FREE)
     }
 
     /// The `(expiry, seq)` of the live entry at `pos`.
@@ -562,7 +557,7 @@ impl<P> PartLock<'_, P> {
 
     /// Whether the entry at `pos` is live and is the one `head` was read from
     /// (its `seq`: unique per link, never reused).
-    pub(crate) fn still(&self, pos: u64, head: &Head<P>) -> bool {
+    pub(crate) fn still(&self, pos: u64, head: &Head) -> bool {
         pos == head.pos
             && self
                 .inner
@@ -577,27 +572,13 @@ impl<P> PartLock<'_, P> {
     }
 
     /// The partition's minimum.
-    pub(crate) fn min(&self) -> Option<Head<P>> {
+    pub(crate) fn min(&self) -> Option<Head> {
         self.inner.min().map(|i| self.inner.head_of(self.index, i))
     }
 
-    /// The session of an entry read from this partition, borrowed for as long as
-    /// the partition stays locked.
-    ///
-    /// # Safety
-    /// `head` must have been read from this lock (not an earlier one) and the
-    /// cache must keep its invariant that an entry is present only while its
-    /// session is linked (every unlink removes the entry with exclusive access to
-    /// this partition), so that the cache's strong reference keeps the session
-    /// alive for the borrow.
-    pub(crate) unsafe fn session(&self, head: &Head<P>) -> &Session<P> {
-        debug_assert!(self.files(head.pos, head.ptr));
-        // SAFETY: per the contract the session is linked while this lock is held.
-        unsafe { &*head.ptr }
-    }
-
-    /// The partition's smallest entry not filing `exclude`.
-    pub(crate) fn min_excluding(&self, exclude: *const Session<P>) -> Option<Head<P>> {
+    /// The partition's smallest entry for which `exclude` is false (asked in
+    /// key order, from the smallest, until one is not excluded).
+    pub(crate) fn min_excluding(&self, mut exclude: impl FnMut(&Head) -> bool) -> Option<Head> {
         let inner = &*self.inner;
         // The second smallest is the first list's second entry, the second
         // list's head or one of the sorted map's first two.
@@ -609,16 +590,13 @@ impl<P> PartLock<'_, P> {
         let mut it = inner.sorted.values();
         cands[4] = it.next().copied().unwrap_or(NIL);
         cands[5] = it.next().copied().unwrap_or(NIL);
-        cands
-            .iter()
-            .filter(|&&i| i != NIL)
-            .map(|&i| inner.head_of(self.index, i))
-            .filter(|h| h.ptr != exclude)
-            .min_by_key(|h| h.key)
+        let mut heads = cands.map(|i| (i != NIL).then(|| inner.head_of(self.index, i)));
+        heads.sort_unstable_by_key(|h| h.map_or(EMPTY, |h| h.key));
+        heads.into_iter().flatten().find(|h| !exclude(h))
     }
 }
 
-impl<P> Drop for PartLock<'_, P> {
+impl Drop for PartLock<'_> {
     fn drop(&mut self) {
         if !self.moved {
             // The minimum is the entry it was when this lock was taken, with
@@ -672,12 +650,13 @@ impl<P> Drop for PartLock<'_, P> {
 mod tests {
     use super::*;
 
-    fn p(n: usize) -> *const Session<()> {
-        (n * 8) as *const Session<()>
+    /// A stand-in id hash.
+    fn p(n: usize) -> u64 {
+        n as u64 * 8
     }
 
     /// Partition `i` under its mutex.
-    fn lk<P>(o: &Order<P>, i: usize) -> PartLock<'_, P> {
+    fn lk(o: &Order, i: usize) -> PartLock<'_> {
         // SAFETY: these tests have no map and no `exclusive` user: the mutex
         // alone serializes every access.
         unsafe { o.lock(i) }
@@ -685,19 +664,19 @@ mod tests {
 
     #[test]
     fn list_and_sorted_keep_the_minimum() {
-        let o: Order<()> = Order::new(1);
+        let o: Order = Order::new(1);
         let mut l = lk(&o, 0);
         let a = l.insert(p(1), 100, 1);
         let b = l.insert(p(2), 100, 2);
         let c = l.insert(p(3), 50, 3); // an earlier expiry: its own list
         let d = l.insert(p(4), 200, 4);
-        assert_eq!(l.min().unwrap().ptr, p(3));
-        assert_eq!(l.min_excluding(p(3)).unwrap().ptr, p(1));
+        assert_eq!(l.min().unwrap().hash, p(3));
+        assert_eq!(l.min_excluding(|h| h.hash == p(3)).unwrap().hash, p(1));
         l.remove(c);
-        assert_eq!(l.min().unwrap().ptr, p(1));
+        assert_eq!(l.min().unwrap().hash, p(1));
         l.remove(a);
-        assert_eq!(l.min().unwrap().ptr, p(2));
-        assert_eq!(l.min_excluding(p(2)).unwrap().ptr, p(4));
+        assert_eq!(l.min().unwrap().hash, p(2));
+        assert_eq!(l.min_excluding(|h| h.hash == p(2)).unwrap().hash, p(4));
         l.remove(d);
         l.remove(b);
         assert!(l.min().is_none());
@@ -712,15 +691,15 @@ mod tests {
 
     #[test]
     fn an_old_seq_behind_its_lists_tail_goes_to_the_sorted_map() {
-        let o: Order<()> = Order::new(1);
+        let o: Order = Order::new(1);
         let mut l = lk(&o, 0);
         let a = l.insert(p(1), 100, 5);
         // A re-file keeps its old seq: behind the tail of expiry 100's list.
         let b = l.insert(p(2), 100, 3);
-        assert_eq!(l.min().unwrap().ptr, p(2));
-        assert_eq!(l.min_excluding(p(2)).unwrap().ptr, p(1));
+        assert_eq!(l.min().unwrap().hash, p(2));
+        assert_eq!(l.min_excluding(|h| h.hash == p(2)).unwrap().hash, p(1));
         l.remove(b);
-        assert_eq!(l.min().unwrap().ptr, p(1));
+        assert_eq!(l.min().unwrap().hash, p(1));
         l.remove(a);
         assert!(l.min().is_none());
         assert!(l.inner.lists.is_empty() && l.inner.sorted.is_empty() && l.inner.hot.is_none());
@@ -741,7 +720,7 @@ mod tests {
             rng
         };
         for spread in [1u64, 3, 50] {
-            let o: Order<()> = Order::new(1);
+            let o: Order = Order::new(1);
             let mut model: Model<Key, (u64, usize)> = Model::new();
             let mut seq = 1_000u64;
             for step in 0..4_000usize {
@@ -769,12 +748,13 @@ mod tests {
                 }
                 let l = lk(&o, 0);
                 let want = model.iter().next().map(|(k, v)| (p(v.1), *k));
-                assert_eq!(l.min().map(|h| (h.ptr, h.key)), want, "step {step}");
+                assert_eq!(l.min().map(|h| (h.hash, h.key)), want, "step {step}");
                 if let Some((_, ex)) = want {
                     let want2 = model.iter().nth(1).map(|(k, v)| (p(v.1), *k));
                     let ex_ptr = p(model[&ex].1);
                     assert_eq!(
-                        l.min_excluding(ex_ptr).map(|h| (h.ptr, h.key)),
+                        l.min_excluding(|h| h.hash == ex_ptr)
+                            .map(|h| (h.hash, h.key)),
                         want2,
                         "step {step}"
                     );
@@ -798,7 +778,7 @@ mod tests {
 
     #[test]
     fn a_stale_empty_group_summary_cannot_hide_a_victim() {
-        let o: Order<()> = Order::new(16);
+        let o: Order = Order::new(16);
         lk(&o, 9).insert(p(1), 10, 1);
         // What a racing republish can leave behind: every summary "empty".
         for g in o.groups.iter() {
@@ -807,12 +787,12 @@ mod tests {
         let (key, part) = o.min_part().expect("the full scan finds partition 9");
         assert_eq!((key, part), ((10, 1), 9));
         let l = lk(&o, part);
-        assert_eq!(l.min().map(|h| h.ptr), Some(p(1)));
+        assert_eq!(l.min().map(|h| h.hash), Some(p(1)));
     }
 
     #[test]
     fn heads_are_published_and_compared() {
-        let o: Order<()> = Order::new(4);
+        let o: Order = Order::new(4);
         assert_eq!(o.min_part(), None);
         lk(&o, 2).insert(p(1), 10, 5);
         lk(&o, 1).insert(p(2), 10, 3);
@@ -839,8 +819,8 @@ mod tests {
 #[doc(hidden)]
 pub fn __loom_group_summary_race() -> (Key, Key) {
     use std::sync::Arc;
-    let p = |n: usize| (n * 8) as *const Session<()>;
-    let o = Arc::new(Order::<()>::new(16));
+    let p = |n: usize| n as u64 * 8;
+    let o = Arc::new(Order::new(16));
     // SAFETY (each `lock`): no map and no `exclusive` user here: the mutexes
     // alone serialize every access to a partition.
     let a = unsafe { o.lock(0) }.insert(p(1), 50, 1);

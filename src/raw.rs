@@ -90,7 +90,7 @@ pub(crate) enum Evict<P> {
 
 pub(crate) struct Raw<P: Send + Sync + 'static> {
     map: ShardMap<Link<P>, Pos>,
-    order: Order<P>,
+    order: Order,
     /// Linked sessions plus reservations of adds in flight; never above
     /// `capacity` except after `set_capacity` lowered it.
     count: AtomicUsize,
@@ -206,7 +206,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
             key,
             || self.epoch.pin(),
             |e, guard| {
-                e.map(|(link, pos)| (self.link_existing(link, pos, s, expiry, refile_same), guard))
+                e.map(|(link, pos)| {
+                    let linked = self.link_existing(link, pos, s, hash, expiry, refile_same);
+                    (linked, guard)
+                })
             },
         );
         match fast {
@@ -238,7 +241,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let linked = self.map.write_hashed(hash, query, |link, e| match e {
             Some(pos) => (
                 None,
-                Some(self.link_existing(link, pos, s, expiry, refile_same)),
+                Some(self.link_existing(link, pos, s, hash, expiry, refile_same)),
             ),
             None => {
                 let refs = refs.take().expect("linked once");
@@ -254,11 +257,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 }
                 // SAFETY: `write_hashed` holds the write lock of shard `part`
                 // (this id's) until this closure returns, and the lock dies here.
-                let pos = unsafe { self.order.exclusive(part) }.insert(
-                    refs.as_raw(),
-                    expiry,
-                    self.next_seq(),
-                );
+                let pos =
+                    unsafe { self.order.exclusive(part) }.insert(hash, expiry, self.next_seq());
                 // The inserted key is `query`, this very pointer: it owns the
                 // reference from now on; the position is published with it.
                 refs.publish();
@@ -273,7 +273,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             self.map.read(key, |e| {
                 // SAFETY: under the read lock of the id's shard, `part`.
                 let mut l = unsafe { self.order.lock(part) };
-                let pos = l.insert(sp, expiry, self.next_seq());
+                let pos = l.insert(hash, expiry, self.next_seq());
                 if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
                     p.set(pos);
                 }
@@ -311,13 +311,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
         added
     }
 
-    /// `s` under an id already in the map (shard read or write lock held by the
-    /// caller).
+    /// `s` (whose id's map hash is `hash`) under an id already in the map
+    /// (shard read or write lock held by the caller).
     fn link_existing(
         &self,
         link: &Link<P>,
         pos: &Pos,
         s: &Arc<Session<P>>,
+        hash: u64,
         expiry: u64,
         refile_same: bool,
     ) -> Linked<P> {
@@ -325,7 +326,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let seen = link.raw();
         if seen == sp {
             if refile_same {
-                self.refile(link, pos, sp, expiry);
+                self.refile(link, pos, sp, hash, expiry);
             }
             return Linked::Same;
         }
@@ -346,7 +347,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Linked::Same;
         }
         let old_pos = pos.get();
-        let new_pos = part.insert(sp, expiry, self.next_seq());
+        let new_pos = part.insert(hash, expiry, self.next_seq());
         part.remove(old_pos);
         pos.set(new_pos);
         let old = link.replace(refs, seen);
@@ -356,7 +357,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
 
     /// The identical object was added again with a new time: move its entry if its
     /// expiry changed (keeping its insertion seq).
-    fn refile(&self, link: &Link<P>, pos: &Pos, sp: *const Session<P>, expiry: u64) {
+    fn refile(&self, link: &Link<P>, pos: &Pos, sp: *const Session<P>, hash: u64, expiry: u64) {
         // SAFETY: as in `link_existing` (same caller, same lock).
         let mut part = unsafe { self.order.lock_pos(pos.get()) };
         if !link.holds(sp) {
@@ -367,7 +368,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         if old_expiry == expiry {
             return;
         }
-        let new_pos = part.insert(sp, expiry, seq);
+        let new_pos = part.insert(hash, expiry, seq);
         part.remove(old_pos);
         pos.set(new_pos);
     }
@@ -510,10 +511,14 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         let Some(head) = l.min() else {
                             return Evict::Raced;
                         };
-                        // SAFETY: none needed; a no-op unless the
-                        // `release_before_unlink` mutant is on (it drops the
-                        // cache's reference before knowing the unlink is its own).
-                        unsafe { mutant_release_early(head.ptr) };
+                        if mutant::RELEASE_BEFORE_UNLINK {
+                            // MUTANT (test-only cfg): drops the cache's reference
+                            // before knowing the unlink is its own.
+                            if let Some((link, _)) = sh.get(head.hash, |_, p| p.get() == head.pos) {
+                                // SAFETY: none (the planted bug).
+                                unsafe { mutant_release_early(link.raw()) };
+                            }
+                        }
                         // Another thread changed this partition since the scan
                         // (most likely another evictor took the minimum seen, and
                         // the next one may now be in another partition): scan
@@ -522,18 +527,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         if head.key > seen {
                             return Evict::Raced;
                         }
-                        if Some(head.ptr) == adding {
-                            return Evict::IsSelf;
-                        }
-                        self.unlink_head(&mut l, sh, &head, below, transfer)
+                        self.unlink_head(&mut l, sh, &head, adding, below, transfer)
                     })
             }
             Pick::Excluding(ex) => {
                 let best = (0..self.map.shards())
                     .filter_map(|i| {
-                        self.map.with_shard(i, |_| {
+                        self.map.with_shard(i, |sh| {
                             // SAFETY: shard `i` is write-locked for this call.
-                            unsafe { self.order.exclusive(i) }.min_excluding(ex)
+                            unsafe { self.order.exclusive(i) }.min_excluding(|h| {
+                                sh.get(h.hash, |_, p| p.get() == h.pos)
+                                    .is_some_and(|(link, _)| link.holds(ex))
+                            })
                         })
                     })
                     .min_by_key(|h| h.key);
@@ -545,51 +550,71 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     // SAFETY: shard `part` is write-locked for this call.
                     let mut l = unsafe { self.order.exclusive(part) };
                     // The entry must still be the one read (same `seq`: unique
-                    // per link): its pointer alone could be a new session's,
-                    // allocated where a freed one was.
+                    // per link, so not `ex`'s either).
                     if !l.still(head.pos, &head) {
                         return Evict::Raced;
                     }
-                    self.unlink_head(&mut l, sh, &head, below, transfer)
+                    self.unlink_head(&mut l, sh, &head, None, below, transfer)
                 })
             }
         }
     }
 
     /// Unlinks the session of `head`, an entry present in partition `l`, whose
-    /// shard is write-locked (`sh`): the entry present means the
-    /// session is linked, so the cache's strong reference keeps it alive here.
+    /// shard is write-locked (`sh`), unless it is `adding` (`IsSelf`). The entry
+    /// present means its session is linked, under the key whose value is the
+    /// entry's position: the key is found by the entry's hash and that position
+    /// alone (the victim's id is not read), and the cache's strong reference
+    /// keeps the session alive while the lock is held.
     fn unlink_head(
         &self,
-        l: &mut PartLock<'_, P>,
+        l: &mut PartLock<'_>,
         sh: &mut ShardW<'_, Link<P>, Pos>,
-        head: &Head<P>,
+        head: &Head,
+        adding: Option<*const Session<P>>,
         below: Option<u64>,
         transfer: bool,
     ) -> Evict<P> {
         if below.is_some_and(|t| head.key.0 >= t) {
             return Evict::NotBelow;
         }
-        // SAFETY: `head` was read from `l`, still held.
-        let s = unsafe { l.session(head) };
-        // Whether a flush may still remove it: its time may have moved on since
-        // it was filed (an identical re-add sets the time before re-filing).
-        if below.is_some_and(|t| s.expiry(self.timeout_secs) >= t) {
-            return Evict::Raced;
-        }
-        let hash = self.map.hash(s.key());
-        // The key holding the victim's pointer (one key per id, one id per
-        // session): no other key's id is read.
-        let Some((link, _)) = sh.take(hash, |link, pos| {
-            pos.get() == head.pos && link.holds(head.ptr)
-        }) else {
-            debug_assert!(false, "an entry present is linked under its id");
-            return Evict::Raced;
+        let found = sh.take_if(
+            head.hash,
+            |_, pos| pos.get() == head.pos,
+            |link, _| {
+                if Some(link.raw()) == adding {
+                    return Err(Evict::IsSelf);
+                }
+                if let Some(t) = below {
+                    // SAFETY: `sh` is this key's shard, write-locked for the
+                    // borrow.
+                    let s = unsafe { link.linked_under_write_lock() };
+                    // Whether a flush may still remove it: its time may have
+                    // moved on since it was filed (an identical re-add sets the
+                    // time before re-filing).
+                    if s.expiry(self.timeout_secs) >= t {
+                        return Err(Evict::Raced);
+                    }
+                }
+                Ok(())
+            },
+        );
+        let (link, _) = match found {
+            Some(Ok(entry)) => entry,
+            Some(Err(not_taken)) => return not_taken,
+            None => {
+                debug_assert!(false, "an entry present is linked under its id");
+                return Evict::Raced;
+            }
         };
         l.remove(head.pos);
         if !transfer {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
+        // The caller marks the victim not resumable and drops the cache's
+        // reference after its own link: start loading those lines now, so that
+        // the misses overlap with the rest of the add.
+        Session::prefetch_release(link.raw());
         Evict::Evicted(link.into_unlinked().release_removed())
     }
 
@@ -601,7 +626,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // SAFETY: `remove_if` runs this under the write lock of the id's shard,
         // whose index is its entry's partition.
         let mut part = unsafe { self.order.exclusive(part_of_pos(pos)) };
-        if mutant::ORDER_AFTER_POINTER && !part.files(pos, link.raw()) {
+        if mutant::ORDER_AFTER_POINTER && !part.files(pos, self.map.hash(link)) {
             // MUTANT (test-only cfg): the entry is not filed yet.
         } else {
             part.remove(pos);

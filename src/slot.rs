@@ -30,8 +30,8 @@ impl<P> Link<P> {
     /// # Safety
     /// While the map may hash or compare it (until the map call it is passed to
     /// returns, or — once inserted — while it is in the map), `p` must point at a
-    /// live session: one the caller holds a reference to, or one that is linked
-    /// (its entry present in a partition the caller has exclusive access to).
+    /// live session: one the caller holds a reference to (or, once inserted, the
+    /// one the link owns a reference to).
     #[inline]
     pub(crate) unsafe fn to(p: *const Session<P>) -> Self {
         Link {

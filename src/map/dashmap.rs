@@ -210,10 +210,44 @@ pub(crate) struct ShardW<'a, K, V> {
 impl<K, V> ShardW<'_, K, V> {
     /// Removes and returns an entry for which `is` holds, among those `hash`
     /// leads to (it only narrows the search: `is` must identify the entry).
+    #[cfg(test)]
     #[inline]
     pub(crate) fn take(&mut self, hash: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(K, V)> {
         self.table
             .remove_entry(hash, |(k, v)| is(k, v.get()))
             .map(|(k, v)| (k, v.into_inner()))
+    }
+
+    /// The entry for which `is` holds among those `hash` leads to, if any.
+    #[inline]
+    pub(crate) fn get(&self, hash: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(&K, &V)> {
+        let bucket = self.table.find(hash, |(k, v)| is(k, v.get()))?;
+        // SAFETY: found in this table, held (under its write lock) for as long
+        // as `self` is borrowed, which the result's borrow extends.
+        let (k, v) = unsafe { bucket.as_ref() };
+        Some((k, v.get()))
+    }
+
+    /// Finds the entry for which `is` holds among those `hash` leads to (`None`
+    /// if there is none) and shows it to `decide`: on `Ok` the entry is removed
+    /// and returned, on `Err` it stays and the error is returned.
+    #[inline]
+    pub(crate) fn take_if<E>(
+        &mut self,
+        hash: u64,
+        mut is: impl FnMut(&K, &V) -> bool,
+        decide: impl FnOnce(&K, &V) -> Result<(), E>,
+    ) -> Option<Result<(K, V), E>> {
+        let bucket = self.table.find(hash, |(k, v)| is(k, v.get()))?;
+        // SAFETY: just found in this table, which we hold mutably (under its
+        // write lock): nothing moves or frees it before `decide` returns.
+        let (k, v) = unsafe { bucket.as_ref() };
+        if let Err(e) = decide(k, v.get()) {
+            return Some(Err(e));
+        }
+        // SAFETY: the bucket is still full and in this table (found above;
+        // nothing ran on the table since but `decide`, which cannot reach it).
+        let ((k, v), _) = unsafe { self.table.remove(bucket) };
+        Some(Ok((k, v.into_inner())))
     }
 }

@@ -301,6 +301,7 @@ pub(crate) struct ShardW<'a, K, V> {
 
 impl<K, V> ShardW<'_, K, V> {
     /// Removes and returns an entry with this hash for which `is` holds.
+    #[cfg(test)]
     pub(crate) fn take(&mut self, h: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(K, V)> {
         let i = self
             .table
@@ -308,5 +309,32 @@ impl<K, V> ShardW<'_, K, V> {
             .position(|(hk, k, v)| *hk == h && is(k, v))?;
         let (_, k, v) = self.table.swap_remove(i);
         Some((k, v))
+    }
+
+    /// As the normal build's `get`.
+    pub(crate) fn get(&self, h: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(&K, &V)> {
+        self.table
+            .iter()
+            .find(|(hk, k, v)| *hk == h && is(k, v))
+            .map(|(_, k, v)| (k, v))
+    }
+
+    /// As the normal build's `take_if`.
+    pub(crate) fn take_if<E>(
+        &mut self,
+        h: u64,
+        mut is: impl FnMut(&K, &V) -> bool,
+        decide: impl FnOnce(&K, &V) -> Result<(), E>,
+    ) -> Option<Result<(K, V), E>> {
+        let i = self
+            .table
+            .iter()
+            .position(|(hk, k, v)| *hk == h && is(k, v))?;
+        let (_, k, v) = &self.table[i];
+        if let Err(e) = decide(k, v) {
+            return Some(Err(e));
+        }
+        let (_, k, v) = self.table.swap_remove(i);
+        Some(Ok((k, v)))
     }
 }
