@@ -88,6 +88,11 @@ pub(crate) enum Evict<P> {
     NotBelow,
 }
 
+/// A value alone on its cache lines (128 bytes: two lines, for CPUs that
+/// prefetch lines in pairs).
+#[repr(align(128))]
+struct LinePadded<T>(T);
+
 pub(crate) struct Raw<P: Send + Sync + 'static> {
     map: ShardMap<Link<P>, Pos>,
     order: Order,
@@ -95,7 +100,10 @@ pub(crate) struct Raw<P: Send + Sync + 'static> {
     /// `capacity` except after `set_capacity` lowered it.
     count: AtomicUsize,
     capacity: AtomicUsize,
-    seq: AtomicU64,
+    /// Written by every link; on its own cache line, so that the adds' reads
+    /// of `count` and `capacity` (and of the map's and order's fields) do not
+    /// miss after each other thread's link.
+    seq: LinePadded<AtomicU64>,
     /// The timeout (seconds) of sessions without their own.
     timeout_secs: u64,
     epoch: Epoch,
@@ -114,7 +122,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             order,
             count: AtomicUsize::new(0),
             capacity: AtomicUsize::new(capacity),
-            seq: AtomicU64::new(1),
+            seq: LinePadded(AtomicU64::new(1)),
             timeout_secs,
             epoch,
         }
@@ -161,7 +169,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
 
     #[inline]
     fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        self.seq.0.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A new strong reference to the session linked under `key`.
