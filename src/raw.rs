@@ -236,7 +236,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // A new id: make room, then link under the write lock.
         let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
             // A concurrent add of this very object linked it first, and it is
-            // the next victim: this add is the no-op (never evict what we add).
+            // the next victim: this add is the no-op (never evict what we add),
+            // and with `refile_same` it re-files it, as when found at once:
+            // the linker filed the expiry it computed before this add stamped
+            // the time.
+            if refile_same {
+                self.refile_if_linked(s, hash);
+            }
             return Added::Same;
         };
         let mut refs = Some(Refs::new(s));
@@ -334,7 +340,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let seen = link.raw();
         if seen == sp {
             if refile_same {
-                self.refile(link, pos, sp, hash, expiry);
+                self.refile(link, pos, s, hash);
             }
             return Linked::Same;
         }
@@ -349,9 +355,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
             unsafe { self.order.lock_pos(pos.get()) }
         };
         if !mutant::SLOT_LOAD_STORE && link.holds(sp) {
-            // Another add linked this very object since we looked.
+            // Another add linked this very object since we looked, with the
+            // expiry it computed before this add stamped the time.
             drop(part);
             drop(refs);
+            if refile_same {
+                self.refile(link, pos, s, hash);
+            }
             return Linked::Same;
         }
         let old_pos = pos.get();
@@ -364,13 +374,17 @@ impl<P: Send + Sync + 'static> Raw<P> {
     }
 
     /// The identical object was added again with a new time: move its entry if its
-    /// expiry changed (keeping its insertion seq).
-    fn refile(&self, link: &Link<P>, pos: &Pos, sp: *const Session<P>, hash: u64, expiry: u64) {
+    /// expiry changed (keeping its insertion seq). The expiry is read from the
+    /// session with the partition held, not taken from the caller: two re-adds
+    /// may stamp the time in one order and re-file in the other, and the last
+    /// re-file must carry the last stamp (loom model 20c).
+    fn refile(&self, link: &Link<P>, pos: &Pos, s: &Arc<Session<P>>, hash: u64) {
         // SAFETY: as in `link_existing` (same caller, same lock).
         let mut part = unsafe { self.order.lock_pos(pos.get()) };
-        if !link.holds(sp) {
+        if !link.holds(Arc::as_ptr(s)) {
             return; // replaced meanwhile
         }
+        let expiry = s.expiry(self.timeout_secs);
         let old_pos = pos.get();
         let (old_expiry, seq) = part.key_at(old_pos);
         if old_expiry == expiry {
@@ -379,6 +393,21 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let new_pos = part.insert(hash, expiry, seq);
         part.remove(old_pos);
         pos.set(new_pos);
+    }
+
+    /// `refile` for `s` if it is still the session linked under its id.
+    #[cold]
+    fn refile_if_linked(&self, s: &Arc<Session<P>>, hash: u64) {
+        self.map.read_lazy_hashed(
+            hash,
+            s.key(),
+            || self.epoch.pin(),
+            |e, _guard| {
+                if let Some((link, pos)) = e.filter(|(link, _)| link.holds(Arc::as_ptr(s))) {
+                    self.refile(link, pos, s, hash);
+                }
+            },
+        );
     }
 
     /// Takes one place under the capacity, evicting as needed; never evicts

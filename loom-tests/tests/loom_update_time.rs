@@ -1,12 +1,14 @@
 //! Loom models of an identical re-add under `UPDATE_TIME` (which stamps the
 //! session's time, then re-files its entry under the shard read lock and the
-//! partition mutex) racing a flush and an eviction (models 20 and 20b).
+//! partition mutex) racing a flush, an eviction and another re-add (models 20,
+//! 20b and 20c).
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
-use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, EXPIRED, NOW};
+use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, EXPIRED, NOW, TIMEOUT};
 use std::sync::Arc;
-use tls_session_cache::CacheMode;
+use std::time::Duration;
+use tls_session_cache::{CacheMode, ManualClock, SessionCache};
 
 /// Model 20: `a` is linked with a time that is expired at `NOW`; then the mode
 /// gains `UPDATE_TIME`. One thread adds `a` again (its time becomes `NOW`, and its
@@ -110,6 +112,67 @@ fn model_20b_update_time_readd_racing_eviction() {
         assert_eq!(Arc::strong_count(&a), 2);
         assert_eq!(Arc::strong_count(&b), 1);
         assert_eq!(Arc::strong_count(&c), 2);
+        drop(cache);
+        drop((a, b, c));
+        assert_eq!(drops.all(), [1, 1, 1]);
+    });
+}
+
+/// Model 20c: two re-adds of one cached object under `UPDATE_TIME`, the clock
+/// moving 30 s between them (capacity 2: `a` at `NOW - 50`, `b` at `NOW + 10`).
+/// Each re-add stamps the time, then re-files the entry; whatever the order in
+/// which the two re-files take the partition, `a`'s entry must end at the
+/// expiry of `a`'s final time, so that a new `c` evicts the session that
+/// expires first. Found by a review: each re-file used the expiry its own
+/// add computed before taking the lock, so the earlier stamp's re-file could
+/// land last and leave `a` filed 30 s early (evicted before `b`, or flushed
+/// while unexpired).
+#[test]
+fn model_20c_two_update_time_readds() {
+    run_model("20c two UPDATE_TIME re-adds of one object", 2, || {
+        let drops = Drops::new(3);
+        let clock = ManualClock::new(NOW);
+        let cache = Arc::new(
+            SessionCache::builder()
+                .capacity(2)
+                .timeout(Duration::from_secs(TIMEOUT))
+                .clock(clock.clone())
+                .collector(crossbeam_epoch::Collector::new())
+                .build(),
+        );
+        let a = drops.session(0, b"a", NOW - 50);
+        let b = drops.session(1, b"b", NOW + 10);
+        assert!(cache.add(&a));
+        assert!(cache.add(&b));
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.add(&a))
+        };
+        clock.advance(Duration::from_secs(30));
+        let second = cache.add(&a);
+        let first = t.join().unwrap();
+        assert!(!first && !second, "both re-adds are the no-op");
+
+        // `a`'s time is whichever stamp landed last: NOW or NOW + 30.
+        let a_time = a.time();
+        assert!(a_time == NOW || a_time == NOW + 30, "{a_time}");
+        let a_first = a_time < NOW + 10;
+        cache.set_mode(CacheMode::SERVER);
+        let c = drops.session(2, b"c", NOW + 500);
+        assert!(cache.add(&c));
+        assert_eq!(
+            !a.is_resumable(),
+            a_first,
+            "a.time {a_time}: evicted a = {}, evicted b = {}",
+            !a.is_resumable(),
+            !b.is_resumable()
+        );
+        assert_eq!(!b.is_resumable(), !a_first);
+        assert_quiescent(&cache, 2);
+        // Nothing cached has expired at `a`'s own expiry.
+        assert_eq!(cache.flush(a_time + TIMEOUT), 0);
         drop(cache);
         drop((a, b, c));
         assert_eq!(drops.all(), [1, 1, 1]);
