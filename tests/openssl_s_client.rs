@@ -71,19 +71,60 @@ fn lines_starting(out: &str, prefix: &str) -> usize {
     out.lines().filter(|l| l.starts_with(prefix)).count()
 }
 
+/// Waits (up to 10 s) until the server's cache holds `n` sessions: the server
+/// stores a TLS 1.2 session at the end of its side of the handshake, on its own
+/// thread, which a loaded machine may run after the client has already
+/// reconnected (CI saw `s_client -reconnect` make three full handshakes).
+fn wait_for_len(handle: &OpensslCache, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(handle.len(), n, "the server stored the session");
+}
+
 #[test]
 fn s_client_reconnect_tls12_reuses_all_five() {
     let (port, handle) = start_server();
     let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("tsc-s_client12-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sess = dir.join("session.pem");
+    let sess = sess.to_str().unwrap();
+    // A full handshake whose session the client saves, then the server's copy
+    // stored before any reconnect.
     let out = s_client(
-        &["-connect", &addr, "-reconnect", "-tls1_2", "-no_ticket"],
+        &[
+            "-connect",
+            &addr,
+            "-tls1_2",
+            "-no_ticket",
+            "-sess_out",
+            sess,
+        ],
         b"",
     );
     assert_eq!(lines_starting(&out, "New, TLSv1.2"), 1, "{out}");
-    assert_eq!(lines_starting(&out, "Reused, TLSv1.2"), 5, "{out}");
+    wait_for_len(&handle, 1);
+    // The saved session, then five reconnects: all six resume.
+    let out = s_client(
+        &[
+            "-connect",
+            &addr,
+            "-reconnect",
+            "-tls1_2",
+            "-no_ticket",
+            "-sess_in",
+            sess,
+        ],
+        b"",
+    );
+    assert_eq!(lines_starting(&out, "New, TLSv1.2"), 0, "{out}");
+    assert_eq!(lines_starting(&out, "Reused, TLSv1.2"), 6, "{out}");
     let st = handle.stats();
-    assert_eq!((st.hits, st.misses), (5, 0));
+    assert_eq!((st.hits, st.misses), (6, 0));
     assert_eq!(handle.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
