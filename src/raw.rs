@@ -8,7 +8,7 @@
 use crate::id::Id;
 use crate::map::{ShardMap, ShardW};
 use crate::mutant;
-use crate::order::{part_of_pos, Head, Order, PartLock};
+use crate::order::{part_of_pos, Head, Key, Order, PartLock};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -58,6 +58,19 @@ impl<P: Send + Sync + 'static> Drop for Reservation<'_, P> {
     fn drop(&mut self) {
         self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// What `Raw::link_new` did, for `Raw::finish` once its locks are released.
+enum Done<P> {
+    Same,
+    /// The replaced session's reference, unlinked under the write lock.
+    Replaced(Unlinked<P>),
+    New {
+        /// The session evicted to make room.
+        evicted: Option<Arc<Session<P>>>,
+        /// Only under the `order_after_pointer` mutant: the entry to file late.
+        filed_late: Option<usize>,
+    },
 }
 
 /// A reservation, and the session evicted to make it (whose callback the add
@@ -233,7 +246,23 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
         }
 
-        // A new id: make room, then link under the write lock.
+        // The id's shard, and so its entry's partition.
+        let part = self.map.shard_of(hash);
+        // A new id (absent at the probe). Under its shard's write lock: look
+        // again, then take a place (a free one, or the first session in the
+        // order: evicted from this shard, or from another one taken only if
+        // its write lock is free right now) and link, in one critical section:
+        // an add never evicts for an id that another add links meanwhile
+        // (DESIGN.md, "Linking a new id"). If the eviction would have to wait,
+        // the two-step path below runs instead.
+        if let Some(done) = self.map.with_shard(part, |sh| {
+            self.link_new(sh, part, hash, s, expiry, refile_same)
+        }) {
+            return self.finish(done, s, hash, expiry, on_evict);
+        }
+
+        // Two steps: make room (waiting for the victim's shard if need be),
+        // then link under the write lock.
         let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
             // A concurrent add of this very object linked it first, and it is
             // the next victim: this add is the no-op (never evict what we add),
@@ -247,8 +276,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         let mut refs = Some(Refs::new(s));
         let mut filed_late = None;
-        // The id's shard, and so its entry's partition.
-        let part = self.map.shard_of(hash);
         // SAFETY: `s` is held by the caller for the whole call; if the id is
         // absent this link is the key inserted, and `refs` is published into it.
         let query = unsafe { Link::to(sp) };
@@ -259,39 +286,17 @@ impl<P: Send + Sync + 'static> Raw<P> {
             ),
             None => {
                 let refs = refs.take().expect("linked once");
-                if mutant::ORDER_AFTER_POINTER {
-                    // MUTANT (test-only cfg): publish the pointer now, file the
-                    // entry after the write lock is released.
-                    filed_late = Some(part);
-                    refs.publish();
-                    return (
-                        Some(Pos::new((part as u64) << 32 | u64::from(u32::MAX))),
-                        None,
-                    );
-                }
                 // SAFETY: `write_hashed` holds the write lock of shard `part`
-                // (this id's) until this closure returns, and the lock dies here.
-                let pos =
-                    unsafe { self.order.exclusive(part) }.insert(hash, expiry, self.next_seq());
-                // The inserted key is `query`, this very pointer: it owns the
-                // reference from now on; the position is published with it.
-                refs.publish();
-                (Some(Pos::new(pos)), None)
+                // (this id's) until this closure returns, and inserts `query`
+                // (this very pointer) with the position returned.
+                let (pos, late) = unsafe { self.file_new(part, refs, hash, expiry) };
+                filed_late = late;
+                (Some(pos), None)
             }
         });
         drop(refs);
         if let Some(part) = filed_late {
-            // MUTANT (test-only cfg): the second step files the entry whether or
-            // not the id is still linked (round one's orphaned entries).
-            let _pin = self.epoch.pin();
-            self.map.read(key, |e| {
-                // SAFETY: under the read lock of the id's shard, `part`.
-                let mut l = unsafe { self.order.lock(part) };
-                let pos = l.insert(hash, expiry, self.next_seq());
-                if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
-                    p.set(pos);
-                }
-            });
+            self.file_late(s, part, hash, expiry);
         }
         let added = match linked {
             None => {
@@ -323,6 +328,184 @@ impl<P: Send + Sync + 'static> Raw<P> {
             self.shrink_after_replace(sp, on_evict);
         }
         added
+    }
+
+    /// The one-critical-section link of a new id: shard `part` (the id's) is
+    /// write-locked (`sh`) for the whole call. `None`: nothing was done (the
+    /// cache is over a lowered capacity, the count moved under a racing add, or
+    /// the eviction would have to wait for a shard), and the two-step path must
+    /// run.
+    fn link_new(
+        &self,
+        sh: &mut ShardW<'_, Link<P>, Pos>,
+        part: usize,
+        hash: u64,
+        s: &Arc<Session<P>>,
+        expiry: u64,
+        refile_same: bool,
+    ) -> Option<Done<P>> {
+        let sp = Arc::as_ptr(s);
+        if let Some((link, pos)) = sh.find(hash, s.key()) {
+            // Linked since the probe (by a concurrent add): no place is needed.
+            return Some(
+                match self.link_existing(link, pos, s, hash, expiry, refile_same) {
+                    Linked::Same => Done::Same,
+                    Linked::Replaced(old) => Done::Replaced(old),
+                },
+            );
+        }
+        // `s` is linked nowhere (a session is linked only under its id, absent
+        // from this shard, which we hold): no eviction below can pick it.
+        let cap = self.capacity.load(Ordering::Acquire);
+        let c = self.count.load(Ordering::Acquire);
+        let evicted = if cap == 0 || c < cap {
+            if !self.take_place(c) {
+                return None;
+            }
+            None
+        } else if c == cap {
+            // Full: unlink the first session in the order, whose place passes
+            // to this add. Its shard is this one, or another one taken only if
+            // free right now (never waiting while this one is held); if that one
+            // is busy, the runner-up partition's, as on the two-step path.
+            let (seen, first) = self.order.min_part()?;
+            let adding = Some(sp);
+            let ev = if first == part {
+                self.evict_locked(part, seen, sh, adding, None, true)
+            } else if let Some(ev) = self.map.try_with_shard(first, |vsh| {
+                self.evict_locked(first, seen, vsh, adding, None, true)
+            }) {
+                ev
+            } else {
+                let (k, j) = self.order.runner_up(first)?;
+                if j == part {
+                    self.evict_locked(j, k, sh, adding, None, true)
+                } else {
+                    self.map
+                        .try_with_shard(j, |vsh| self.evict_locked(j, k, vsh, adding, None, true))?
+                }
+            };
+            match ev {
+                Evict::Evicted(v) => Some(v),
+                // Raced (another evictor changed that partition since the scan)
+                // or nothing to take: nothing was done; the two-step path
+                // rescans, waiting.
+                Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
+            }
+        } else {
+            return None;
+        };
+        // The place is ours: taken, or passed on by the victim's unlink.
+        // SAFETY: shard `part` is write-locked until this call returns, and the
+        // key holding `refs`' pointer is inserted with the position right here.
+        let (pos, filed_late) = unsafe { self.file_new(part, Refs::new(s), hash, expiry) };
+        // SAFETY: `s` is held by the caller for the whole call; once inserted,
+        // the link owns the strong reference `file_new` published.
+        sh.insert(hash, unsafe { Link::to(sp) }, pos);
+        Some(Done::New {
+            evicted,
+            filed_late,
+        })
+    }
+
+    /// What remains of `link_new`'s add once its locks are released: the
+    /// replaced session's release, the evicted session's callback, the shrink
+    /// after a replace.
+    fn finish(
+        &self,
+        done: Done<P>,
+        s: &Arc<Session<P>>,
+        hash: u64,
+        expiry: u64,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) -> Added {
+        match done {
+            Done::Same => Added::Same,
+            Done::Replaced(old) => {
+                // Replaced under the write lock: no reader can still hold the
+                // old pointer (readers load and upgrade under the read lock).
+                drop(old.release_removed());
+                self.shrink_after_replace(Arc::as_ptr(s), on_evict);
+                Added::Replaced
+            }
+            Done::New {
+                evicted,
+                filed_late,
+            } => {
+                if let Some(part) = filed_late {
+                    self.file_late(s, part, hash, expiry);
+                }
+                // The session evicted to make room: its callback now, with no
+                // lock held.
+                if let Some(v) = evicted {
+                    on_evict(v);
+                }
+                Added::New
+            }
+        }
+    }
+
+    /// Files a new id's entry in partition `part` and publishes `refs`: the key
+    /// the caller inserts (holding this very pointer, with the position
+    /// returned) owns the reference from then on. The second value is `Some`
+    /// only under the `order_after_pointer` mutant (see `file_late`).
+    ///
+    /// # Safety
+    /// The caller holds shard `part`'s write lock and inserts that key before
+    /// releasing it.
+    unsafe fn file_new(
+        &self,
+        part: usize,
+        refs: Refs<P>,
+        hash: u64,
+        expiry: u64,
+    ) -> (Pos, Option<usize>) {
+        if mutant::ORDER_AFTER_POINTER {
+            // MUTANT (test-only cfg): publish the pointer now, file the entry
+            // after the write lock is released.
+            refs.publish();
+            return (
+                Pos::new((part as u64) << 32 | u64::from(u32::MAX)),
+                Some(part),
+            );
+        }
+        // SAFETY: per the contract, the write lock of shard `part` is held
+        // while the returned lock lives (it dies in this statement).
+        let pos = unsafe { self.order.exclusive(part) }.insert(hash, expiry, self.next_seq());
+        // The inserted key is this very pointer: it owns the reference from now
+        // on; the position is published with it.
+        refs.publish();
+        (Pos::new(pos), None)
+    }
+
+    /// MUTANT (test-only cfg `order_after_pointer`): the second step files the
+    /// entry whether or not the id is still linked (round one's orphaned
+    /// entries).
+    fn file_late(&self, s: &Arc<Session<P>>, part: usize, hash: u64, expiry: u64) {
+        let sp = Arc::as_ptr(s);
+        let _pin = self.epoch.pin();
+        self.map.read(s.key(), |e| {
+            // SAFETY: under the read lock of the id's shard, `part`.
+            let mut l = unsafe { self.order.lock(part) };
+            let pos = l.insert(hash, expiry, self.next_seq());
+            if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
+                p.set(pos);
+            }
+        });
+    }
+
+    /// One place under the capacity, if the count is still `c`.
+    #[inline]
+    fn take_place(&self, c: usize) -> bool {
+        if mutant::CAPACITY_CHECK_THEN_ACT {
+            // MUTANT (test-only cfg): the check and the increment are two steps.
+            sync::backoff();
+            self.count.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        self.count
+            .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// `s` (whose id's map hash is `hash`) under an id already in the map
@@ -422,17 +605,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             let cap = self.capacity.load(Ordering::Acquire);
             let c = self.count.load(Ordering::Acquire);
             if cap == 0 || c < cap {
-                if mutant::CAPACITY_CHECK_THEN_ACT {
-                    // MUTANT (test-only cfg): the check and the increment are two steps.
-                    sync::backoff();
-                    self.count.fetch_add(1, Ordering::AcqRel);
-                    return Some((Reservation(self), None));
-                }
-                if self
-                    .count
-                    .compare_exchange(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
+                if self.take_place(c) {
                     return Some((Reservation(self), None));
                 }
                 continue;
@@ -542,29 +715,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 });
                 self.map
                     .with_shard_or((first, seen), other, |part, seen, sh| {
-                        // SAFETY: `with_shard_or` holds shard `part`'s write lock
-                        // until this closure returns; the lock dies here.
-                        let mut l = unsafe { self.order.exclusive(part) };
-                        let Some(head) = l.min() else {
-                            return Evict::Raced;
-                        };
-                        if mutant::RELEASE_BEFORE_UNLINK {
-                            // MUTANT (test-only cfg): drops the cache's reference
-                            // before knowing the unlink is its own.
-                            if let Some((link, _)) = sh.get(head.hash, |_, p| p.get() == head.pos) {
-                                // SAFETY: none (the planted bug).
-                                unsafe { mutant_release_early(link.raw()) };
-                            }
-                        }
-                        // Another thread changed this partition since the scan
-                        // (most likely another evictor took the minimum seen, and
-                        // the next one may now be in another partition): scan
-                        // again, its cell is current now. A smaller minimum than
-                        // seen is still the one to take.
-                        if head.key > seen {
-                            return Evict::Raced;
-                        }
-                        self.unlink_head(&mut l, sh, &head, adding, below, transfer)
+                        self.evict_locked(part, seen, sh, adding, below, transfer)
                     })
             }
             Pick::Excluding(ex) => {
@@ -595,6 +746,42 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 })
             }
         }
+    }
+
+    /// Unlinks partition `part`'s minimum, whose shard is write-locked (`sh`),
+    /// unless it is above `seen` (the minimum the caller's scan read there:
+    /// `Raced`) or is `adding`.
+    fn evict_locked(
+        &self,
+        part: usize,
+        seen: Key,
+        sh: &mut ShardW<'_, Link<P>, Pos>,
+        adding: Option<*const Session<P>>,
+        below: Option<u64>,
+        transfer: bool,
+    ) -> Evict<P> {
+        // SAFETY: the caller holds shard `part`'s write lock while the returned
+        // lock lives (until this call returns).
+        let mut l = unsafe { self.order.exclusive(part) };
+        let Some(head) = l.min() else {
+            return Evict::Raced;
+        };
+        if mutant::RELEASE_BEFORE_UNLINK {
+            // MUTANT (test-only cfg): drops the cache's reference before
+            // knowing the unlink is its own.
+            if let Some((link, _)) = sh.get(head.hash, |_, p| p.get() == head.pos) {
+                // SAFETY: none (the planted bug).
+                unsafe { mutant_release_early(link.raw()) };
+            }
+        }
+        // Another thread changed this partition since the scan (most likely
+        // another evictor took the minimum seen, and the next one may now be in
+        // another partition): scan again, its cell is current now. A smaller
+        // minimum than seen is still the one to take.
+        if head.key > seen {
+            return Evict::Raced;
+        }
+        self.unlink_head(&mut l, sh, &head, adding, below, transfer)
     }
 
     /// Unlinks the session of `head`, an entry present in partition `l`, whose

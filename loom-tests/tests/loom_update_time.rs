@@ -1,7 +1,7 @@
 //! Loom models of an identical re-add under `UPDATE_TIME` (which stamps the
 //! session's time, then re-files its entry under the shard read lock and the
 //! partition mutex) racing a flush, an eviction and another re-add (models 20,
-//! 20b and 20c).
+//! 20b and 20c), and two adds of one new object meeting each other (20d, 20e).
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
@@ -177,4 +177,113 @@ fn model_20c_two_update_time_readds() {
         drop((a, b, c));
         assert_eq!(drops.all(), [1, 1, 1]);
     });
+}
+
+/// Model 20d: two adds of one object `a` that is not cached yet, under
+/// `UPDATE_TIME`, the clock moving 30 s between them, with room for it
+/// (capacity 3: `x` at `NOW - 50` and `b` at `NOW + 10` cached). One add links
+/// `a` (a new id); the other meets it linked — at its probe or under its
+/// shard's write lock — and is the no-op, which re-files `a` at its own stamp
+/// when that is the last. Either way `a`'s entry ends at the expiry of its
+/// final time: once full, new sessions evict `x`, then `a` before `b` iff
+/// `a`'s time is still `NOW`. No session is evicted: before the new-id link
+/// took its place under the id's shard lock (2026-12-02), the second add could
+/// count the first one's place, find the cache full, evict `x`, and only then
+/// find `a` linked (failed at iteration 247: `len()` 2).
+#[test]
+fn model_20d_two_update_time_adds_of_one_new_object() {
+    run_model("20d two UPDATE_TIME adds of one new object", 2, || {
+        let drops = Drops::new(5);
+        let clock = ManualClock::new(NOW);
+        let cache = Arc::new(
+            SessionCache::builder()
+                .capacity(3)
+                .timeout(Duration::from_secs(TIMEOUT))
+                .clock(clock.clone())
+                .collector(crossbeam_epoch::Collector::new())
+                .build(),
+        );
+        let x = drops.session(0, b"x", NOW - 50);
+        let b = drops.session(1, b"b", NOW + 10);
+        let a = drops.session(2, b"a", NOW - 60);
+        assert!(cache.add(&x));
+        assert!(cache.add(&b));
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
+
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.add(&a))
+        };
+        clock.advance(Duration::from_secs(30));
+        let second = cache.add(&a);
+        let first = t.join().unwrap();
+        assert!(first != second, "exactly one add links a: {first} {second}");
+        assert_quiescent(&cache, 3);
+        assert_eq!(cache.stats().cache_full, 0);
+
+        let a_time = a.time();
+        assert!(a_time == NOW || a_time == NOW + 30, "{a_time}");
+        let a_first = a_time < NOW + 10;
+        cache.set_mode(CacheMode::SERVER);
+        let c = drops.session(3, b"c", NOW + 500);
+        let d = drops.session(4, b"d", NOW + 500);
+        assert!(cache.add(&c));
+        assert!(
+            !x.is_resumable() && a.is_resumable() && b.is_resumable(),
+            "x first"
+        );
+        assert!(cache.add(&d));
+        assert_eq!(
+            !a.is_resumable(),
+            a_first,
+            "a.time {a_time}: evicted a = {}, evicted b = {}",
+            !a.is_resumable(),
+            !b.is_resumable()
+        );
+        assert_eq!(!b.is_resumable(), !a_first);
+        assert_quiescent(&cache, 3);
+        drop(cache);
+        drop((x, b, a, c, d));
+        assert_eq!(drops.all(), [1, 1, 1, 1, 1]);
+    });
+}
+
+/// Model 20e: as 20d with the cache full (capacity 2: `x` at `NOW - 50` and
+/// `b` at `NOW + 10`): exactly one session is evicted for `a`, `x` (the first
+/// in the order), as OpenSSL's one lock would have it: the add that meets `a`
+/// linked evicts nothing. Before the new-id link took its place under the id's
+/// shard lock, that add could evict `b` too and then find `a` linked (found
+/// while writing 20d: `b` evicted, `len()` 1).
+#[test]
+fn model_20e_two_adds_of_one_new_object_into_a_full_cache() {
+    run_model(
+        "20e two adds of one new object into a full cache",
+        2,
+        || {
+            let drops = Drops::new(3);
+            let cache = cache(2);
+            let x = drops.session(0, b"x", NOW - 50);
+            let b = drops.session(1, b"b", NOW + 10);
+            let a = drops.session(2, b"a", NOW);
+            assert!(cache.add(&x));
+            assert!(cache.add(&b));
+
+            let t = {
+                let (cache, a) = (cache.clone(), a.clone());
+                thread::spawn(move || cache.add(&a))
+            };
+            let second = cache.add(&a);
+            let first = t.join().unwrap();
+            assert!(first != second, "exactly one add links a: {first} {second}");
+            assert_eq!(cache.stats().cache_full, 1, "one eviction for one new id");
+            assert!(!x.is_resumable(), "x, the first in the order, evicted");
+            assert!(b.is_resumable() && a.is_resumable());
+            assert_quiescent(&cache, 2);
+            assert_eq!(cached_tag(&cache, b"a"), Some(2));
+            assert_eq!(cached_tag(&cache, b"b"), Some(1));
+            drop(cache);
+            drop((x, b, a));
+            assert_eq!(drops.all(), [1, 1, 1]);
+        },
+    );
 }

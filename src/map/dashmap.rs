@@ -3,7 +3,7 @@
 use crate::id::IdKey;
 use dashmap::{DashMap, SharedValue};
 use std::borrow::Borrow;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 /// Keyed with a random seed per map (attacker-chosen ids cannot aim at a shard or
 /// a bucket), and several times cheaper than std's SipHash for 33-byte keys.
@@ -160,7 +160,25 @@ where
     pub(crate) fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut ShardW<'_, K, V>) -> R) -> R {
         f(&mut ShardW {
             table: &mut self.inner.shards()[i].write(),
+            hasher: self.inner.hasher(),
         })
+    }
+
+    /// Runs `f` with shard `i` write-locked if that lock is free right now
+    /// (never waiting: `None` if it is held). A caller may hold another shard's
+    /// write lock while it tries: it never waits while holding one, so no cycle
+    /// of waiters can form.
+    #[inline]
+    pub(crate) fn try_with_shard<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
+    ) -> Option<R> {
+        let mut guard = self.inner.shards()[i].try_write()?;
+        Some(f(&mut ShardW {
+            table: &mut guard,
+            hasher: self.inner.hasher(),
+        }))
     }
 
     /// Runs `f(j, t, shard)` with shard `j` write-locked: `(j, t) = first` if
@@ -188,7 +206,14 @@ where
                 (first, g)
             }
         };
-        f(j, t, &mut ShardW { table: &mut guard })
+        f(
+            j,
+            t,
+            &mut ShardW {
+                table: &mut guard,
+                hasher: self.inner.hasher(),
+            },
+        )
     }
 
     /// Number of keys; for tests and `Debug`.
@@ -205,9 +230,35 @@ where
 /// A write-locked shard, handed to `ShardMap::with_shard`'s closure.
 pub(crate) struct ShardW<'a, K, V> {
     table: &'a mut hashbrown_dm::raw::RawTable<(K, SharedValue<V>)>,
+    hasher: &'a Hasher,
 }
 
-impl<K, V> ShardW<'_, K, V> {
+impl<K, V> ShardW<'_, K, V>
+where
+    K: Hash + Eq + Borrow<dyn IdKey>,
+{
+    /// The entry for `k` (whose hash is `hash`), if any.
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, k: &(dyn IdKey + 'static)) -> Option<(&K, &V)> {
+        let bucket = self.table.find(hash, |(key, _)| k == key.borrow())?;
+        // SAFETY: found in this table, held (under its write lock) for as long
+        // as `self` is borrowed, which the result's borrow extends.
+        let (key, v) = unsafe { bucket.as_ref() };
+        Some((key, v.get()))
+    }
+
+    /// Inserts `(k, v)`; `k` must be absent and `hash` must be its hash.
+    #[inline]
+    pub(crate) fn insert(&mut self, hash: u64, k: K, v: V) {
+        debug_assert_eq!(hash, self.hasher.hash_one(k.borrow() as &dyn IdKey));
+        let hasher = self.hasher;
+        // Rehashing (when the table grows) hashes each key as dashmap does.
+        self.table
+            .insert(hash, (k, SharedValue::new(v)), |(key, _)| {
+                hasher.hash_one(key)
+            });
+    }
+
     /// Removes and returns an entry for which `is` holds, among those `hash`
     /// leads to (it only narrows the search: `is` must identify the entry).
     #[cfg(test)]

@@ -252,6 +252,16 @@ where
         s.with_mut(&g, |table| f(&mut ShardW { table }))
     }
 
+    pub(crate) fn try_with_shard<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut ShardW<'_, K, V>) -> R,
+    ) -> Option<R> {
+        let s = &self.shards[i];
+        let g = s.try_write()?;
+        Some(s.with_mut(&g, |table| f(&mut ShardW { table })))
+    }
+
     pub(crate) fn with_shard_or<T, R>(
         &self,
         first: (usize, T),
@@ -299,7 +309,23 @@ pub(crate) struct ShardW<'a, K, V> {
     table: &'a mut Table<K, V>,
 }
 
-impl<K, V> ShardW<'_, K, V> {
+impl<K, V> ShardW<'_, K, V>
+where
+    K: Hash + Eq + Borrow<dyn IdKey>,
+{
+    /// The entry for `k` (whose hash is `h`), if any.
+    pub(crate) fn find(&self, h: u64, k: &(dyn IdKey + 'static)) -> Option<(&K, &V)> {
+        assert_eq!(h, hash_of(k), "a hash from `hash`");
+        let i = find(self.table, k, h, || {})?;
+        Some((&self.table[i].1, &self.table[i].2))
+    }
+
+    /// Inserts `(k, v)`; `k` must be absent and `h` must be its hash.
+    pub(crate) fn insert(&mut self, h: u64, k: K, v: V) {
+        assert_eq!(h, hash_of(k.borrow()), "a hash from `hash`");
+        self.table.push((h, k, v));
+    }
+
     /// Removes and returns an entry with this hash for which `is` holds.
     #[cfg(test)]
     pub(crate) fn take(&mut self, h: u64, mut is: impl FnMut(&K, &V) -> bool) -> Option<(K, V)> {
