@@ -157,10 +157,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if update_time {
             s.set_time(self.clock.now());
         }
-        let expiry = s.expiry(self.timeout_secs());
         let added = self
             .raw
-            .add(s, expiry, update_time, &mut |evicted| self.evicted(evicted));
+            .add(s, update_time, &mut |evicted| self.evicted(evicted));
         match added {
             Added::New => self.stats.bump(Counter::Adds),
             Added::Replaced => self.stats.bump(Counter::Replaces),

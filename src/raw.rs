@@ -202,14 +202,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
         })
     }
 
-    /// Links `s` (whose order is `expiry`), or replaces the session with its id,
-    /// or does nothing if `s` itself is linked (with `refile_same`, its entry then
-    /// moves to `expiry` if that changed). Sessions evicted to make room are passed
-    /// to `on_evict`, with no lock held.
+    /// Links `s`, or replaces the session with its id, or does nothing if `s`
+    /// itself is linked (with `refile_same`, its entry then moves to its
+    /// current expiry if that changed). Every entry is filed at the expiry read
+    /// from the session with its partition held, never one computed before: an
+    /// `UPDATE_TIME` add stamps the time outside any lock, and another add may
+    /// stamp it again before this one files (loom models 20c, 20f). Sessions
+    /// evicted to make room are passed to `on_evict`, with no lock held.
     pub(crate) fn add(
         &self,
         s: &Arc<Session<P>>,
-        expiry: u64,
         refile_same: bool,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
     ) -> Added {
@@ -228,7 +230,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             || self.epoch.pin(),
             |e, guard| {
                 e.map(|(link, pos)| {
-                    let linked = self.link_existing(link, pos, s, hash, expiry, refile_same);
+                    let linked = self.link_existing(link, pos, s, hash, refile_same);
                     (linked, guard)
                 })
             },
@@ -255,10 +257,11 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // an add never evicts for an id that another add links meanwhile
         // (DESIGN.md, "Linking a new id"). If the eviction would have to wait,
         // the two-step path below runs instead.
-        if let Some(done) = self.map.with_shard(part, |sh| {
-            self.link_new(sh, part, hash, s, expiry, refile_same)
-        }) {
-            return self.finish(done, s, hash, expiry, on_evict);
+        if let Some(done) = self
+            .map
+            .with_shard(part, |sh| self.link_new(sh, part, hash, s, refile_same))
+        {
+            return self.finish(done, s, hash, on_evict);
         }
 
         // Two steps: make room (waiting for the victim's shard if need be),
@@ -282,21 +285,21 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let linked = self.map.write_hashed(hash, query, |link, e| match e {
             Some(pos) => (
                 None,
-                Some(self.link_existing(link, pos, s, hash, expiry, refile_same)),
+                Some(self.link_existing(link, pos, s, hash, refile_same)),
             ),
             None => {
                 let refs = refs.take().expect("linked once");
                 // SAFETY: `write_hashed` holds the write lock of shard `part`
                 // (this id's) until this closure returns, and inserts `query`
                 // (this very pointer) with the position returned.
-                let (pos, late) = unsafe { self.file_new(part, refs, hash, expiry) };
+                let (pos, late) = unsafe { self.file_new(part, s, refs, hash) };
                 filed_late = late;
                 (Some(pos), None)
             }
         });
         drop(refs);
         if let Some(part) = filed_late {
-            self.file_late(s, part, hash, expiry);
+            self.file_late(s, part, hash);
         }
         let added = match linked {
             None => {
@@ -341,29 +344,36 @@ impl<P: Send + Sync + 'static> Raw<P> {
         part: usize,
         hash: u64,
         s: &Arc<Session<P>>,
-        expiry: u64,
         refile_same: bool,
     ) -> Option<Done<P>> {
         let sp = Arc::as_ptr(s);
         if let Some((link, pos)) = sh.find(hash, s.key()) {
             // Linked since the probe (by a concurrent add): no place is needed.
-            return Some(
-                match self.link_existing(link, pos, s, hash, expiry, refile_same) {
-                    Linked::Same => Done::Same,
-                    Linked::Replaced(old) => Done::Replaced(old),
-                },
-            );
+            return Some(match self.link_existing(link, pos, s, hash, refile_same) {
+                Linked::Same => Done::Same,
+                Linked::Replaced(old) => Done::Replaced(old),
+            });
         }
         // `s` is linked nowhere (a session is linked only under its id, absent
         // from this shard, which we hold): no eviction below can pick it.
-        let cap = self.capacity.load(Ordering::Acquire);
-        let c = self.count.load(Ordering::Acquire);
-        let evicted = if cap == 0 || c < cap {
-            if !self.take_place(c) {
+        // A lost compare-and-swap (another add took or gave back a place) and a
+        // raced scan (another thread changed the victim's partition) are retried
+        // here, holding this shard: only busy victim shards (or a lowered
+        // capacity, or a persistently moving order) send the add to the
+        // two-step path.
+        let mut rescans = 0;
+        let evicted = loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            let c = self.count.load(Ordering::Acquire);
+            if cap == 0 || c < cap {
+                if self.take_place(c) {
+                    break None;
+                }
+                continue;
+            }
+            if c > cap {
                 return None;
             }
-            None
-        } else if c == cap {
             // Full: unlink the first session in the order, whose place passes
             // to this add. Its shard is this one, or another one taken only if
             // free right now (never waiting while this one is held); if that one
@@ -386,19 +396,20 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 }
             };
             match ev {
-                Evict::Evicted(v) => Some(v),
-                // Raced (another evictor changed that partition since the scan)
-                // or nothing to take: nothing was done; the two-step path
-                // rescans, waiting.
+                Evict::Evicted(v) => break Some(v),
+                // Another evictor changed that partition since the scan: scan
+                // again (each rescan follows another thread's change).
+                Evict::Raced if rescans < 3 => rescans += 1,
+                // Nothing to take (the count is made of places in flight), or
+                // the order keeps moving: nothing was done; the two-step path
+                // waits.
                 Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
             }
-        } else {
-            return None;
         };
         // The place is ours: taken, or passed on by the victim's unlink.
         // SAFETY: shard `part` is write-locked until this call returns, and the
         // key holding `refs`' pointer is inserted with the position right here.
-        let (pos, filed_late) = unsafe { self.file_new(part, Refs::new(s), hash, expiry) };
+        let (pos, filed_late) = unsafe { self.file_new(part, s, Refs::new(s), hash) };
         // SAFETY: `s` is held by the caller for the whole call; once inserted,
         // the link owns the strong reference `file_new` published.
         sh.insert(hash, unsafe { Link::to(sp) }, pos);
@@ -416,7 +427,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         done: Done<P>,
         s: &Arc<Session<P>>,
         hash: u64,
-        expiry: u64,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
     ) -> Added {
         match done {
@@ -433,7 +443,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 filed_late,
             } => {
                 if let Some(part) = filed_late {
-                    self.file_late(s, part, hash, expiry);
+                    self.file_late(s, part, hash);
                 }
                 // The session evicted to make room: its callback now, with no
                 // lock held.
@@ -456,9 +466,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
     unsafe fn file_new(
         &self,
         part: usize,
+        s: &Session<P>,
         refs: Refs<P>,
         hash: u64,
-        expiry: u64,
     ) -> (Pos, Option<usize>) {
         if mutant::ORDER_AFTER_POINTER {
             // MUTANT (test-only cfg): publish the pointer now, file the entry
@@ -471,6 +481,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
         // SAFETY: per the contract, the write lock of shard `part` is held
         // while the returned lock lives (it dies in this statement).
+        let expiry = s.expiry(self.timeout_secs);
         let pos = unsafe { self.order.exclusive(part) }.insert(hash, expiry, self.next_seq());
         // The inserted key is this very pointer: it owns the reference from now
         // on; the position is published with it.
@@ -481,13 +492,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// MUTANT (test-only cfg `order_after_pointer`): the second step files the
     /// entry whether or not the id is still linked (round one's orphaned
     /// entries).
-    fn file_late(&self, s: &Arc<Session<P>>, part: usize, hash: u64, expiry: u64) {
+    fn file_late(&self, s: &Arc<Session<P>>, part: usize, hash: u64) {
         let sp = Arc::as_ptr(s);
         let _pin = self.epoch.pin();
         self.map.read(s.key(), |e| {
             // SAFETY: under the read lock of the id's shard, `part`.
             let mut l = unsafe { self.order.lock(part) };
-            let pos = l.insert(hash, expiry, self.next_seq());
+            let pos = l.insert(hash, s.expiry(self.timeout_secs), self.next_seq());
             if let Some((_, p)) = e.filter(|(link, _)| link.holds(sp)) {
                 p.set(pos);
             }
@@ -516,7 +527,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         pos: &Pos,
         s: &Arc<Session<P>>,
         hash: u64,
-        expiry: u64,
         refile_same: bool,
     ) -> Linked<P> {
         let sp = Arc::as_ptr(s);
@@ -548,7 +558,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Linked::Same;
         }
         let old_pos = pos.get();
-        let new_pos = part.insert(hash, expiry, self.next_seq());
+        let new_pos = part.insert(hash, s.expiry(self.timeout_secs), self.next_seq());
         part.remove(old_pos);
         pos.set(new_pos);
         let old = link.replace(refs, seen);

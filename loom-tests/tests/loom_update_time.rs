@@ -1,7 +1,8 @@
 //! Loom models of an identical re-add under `UPDATE_TIME` (which stamps the
 //! session's time, then re-files its entry under the shard read lock and the
 //! partition mutex) racing a flush, an eviction and another re-add (models 20,
-//! 20b and 20c), and two adds of one new object meeting each other (20d, 20e).
+//! 20b and 20c), two adds of one new object meeting each other (20d, 20e), and
+//! a slow `UPDATE_TIME` add linking after its object was removed (20f).
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
@@ -286,4 +287,62 @@ fn model_20e_two_adds_of_one_new_object_into_a_full_cache() {
             assert_eq!(drops.all(), [1, 1, 1]);
         },
     );
+}
+
+/// Model 20f: under `UPDATE_TIME`, one thread adds `a`; the other moves the
+/// clock 50 s, adds `a` too, and removes it. If the first add stamped the time
+/// first and links last (after the remove), it links `a` anew: its entry must
+/// carry `a`'s time as it is then (the later stamp), not the expiry the slow
+/// add computed before it was stamped over. A flush between the two expiries
+/// then removes the expired `y` and not `a`. Found by a review: the new-id link
+/// filed the caller's expiry, and that flush met the stale entry first,
+/// re-checked `a`'s real time (unexpired), and gave up its budget on it,
+/// leaving `y`.
+#[test]
+fn model_20f_slow_update_time_add_links_after_a_remove() {
+    run_model("20f slow UPDATE_TIME add links after a remove", 2, || {
+        let drops = Drops::new(2);
+        let clock = ManualClock::new(NOW);
+        let cache = Arc::new(
+            SessionCache::builder()
+                .capacity(0)
+                .timeout(Duration::from_secs(TIMEOUT))
+                .clock(clock.clone())
+                .mode(CacheMode::SERVER | CacheMode::UPDATE_TIME)
+                .collector(crossbeam_epoch::Collector::new())
+                .build(),
+        );
+        let a = drops.session(0, b"a", NOW - 60);
+        let t = {
+            let (cache, a) = (cache.clone(), a.clone());
+            thread::spawn(move || cache.add(&a))
+        };
+        clock.advance(Duration::from_secs(50));
+        cache.add(&a);
+        cache.remove(&a);
+        t.join().unwrap();
+
+        let a_time = a.time();
+        // `y` expires between the two possible expiries of `a`.
+        cache.set_mode(CacheMode::SERVER);
+        let y = drops.session(1, b"y", NOW + 20);
+        assert!(cache.add(&y));
+        let a_cached = cache.__slots() == 2;
+        // `a` expired at `t` only if the first add's stamp (NOW) landed last.
+        let t = NOW + 20 + TIMEOUT + 1;
+        let a_expired = a_time + TIMEOUT < t;
+        let flushed = cache.flush(t);
+        assert_eq!(
+            flushed,
+            1 + usize::from(a_cached && a_expired),
+            "y flushed, and a iff expired (a.time {a_time}, a cached {a_cached})"
+        );
+        assert_eq!(cached_tag(&cache, b"y"), None);
+        let a_left = a_cached && !a_expired;
+        assert_eq!(cached_tag(&cache, b"a"), a_left.then_some(0));
+        assert_quiescent(&cache, usize::from(a_left));
+        drop(cache);
+        drop((a, y));
+        assert_eq!(drops.all(), [1, 1]);
+    });
 }

@@ -250,13 +250,14 @@ where
     /// Inserts `(k, v)`; `k` must be absent and `hash` must be its hash.
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64, k: K, v: V) {
-        debug_assert_eq!(hash, self.hasher.hash_one(k.borrow() as &dyn IdKey));
+        // Exactly as `ShardMap::hash` and dashmap (`hash_usize`: truncated to
+        // `usize` on 32-bit targets).
         let hasher = self.hasher;
-        // Rehashing (when the table grows) hashes each key as dashmap does.
+        let hash_of = move |key: &K| hasher.hash_one(key) as usize as u64;
+        debug_assert_eq!(hash, hash_of(&k));
+        // Rehashing (when the table grows) hashes each key the same way.
         self.table
-            .insert(hash, (k, SharedValue::new(v)), |(key, _)| {
-                hasher.hash_one(key)
-            });
+            .insert(hash, (k, SharedValue::new(v)), |(key, _)| hash_of(key));
     }
 
     /// Removes and returns an entry for which `is` holds, among those `hash`
