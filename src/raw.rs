@@ -845,10 +845,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         if !transfer {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
-        // The caller marks the victim not resumable and drops the cache's
-        // reference after its own link: start loading those lines now, so that
-        // the misses overlap with the rest of the add.
-        Session::prefetch_release(link.raw());
         Evict::Evicted(link.into_unlinked().release_removed())
     }
 

@@ -155,16 +155,6 @@ pub struct Session<P> {
 }
 
 impl<P> Session<P> {
-    /// Starts loading the cache lines an eviction writes after the unlink: the
-    /// `Arc`'s strong count (16 bytes before the data an `Arc` pointer points
-    /// at) and the `resumable` flag. A hint: `p` is not dereferenced.
-    #[inline(always)]
-    pub(crate) fn prefetch_release(p: *const Session<P>) {
-        let data = p.cast::<u8>();
-        crate::sync::prefetch(data.wrapping_sub(16));
-        crate::sync::prefetch(data.wrapping_add(std::mem::offset_of!(Session<P>, resumable)));
-    }
-
     /// A session with id `id` (1 to 32 bytes) made for context `sid_ctx` (0 to 32
     /// bytes), created now (system time), with the cache's timeout.
     ///

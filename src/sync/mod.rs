@@ -32,16 +32,3 @@ impl std::fmt::Debug for Epoch {
         f.write_str("Epoch")
     }
 }
-
-/// Asks the CPU to start loading the cache line holding `p` (a hint: nothing is
-/// read, `p` need not be valid). On other architectures, nothing.
-#[inline(always)]
-pub(crate) fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads no memory and cannot fault, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
