@@ -257,11 +257,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // an add never evicts for an id that another add links meanwhile
         // (DESIGN.md, "Linking a new id"). If the eviction would have to wait,
         // the two-step path below runs instead.
-        if let Some(done) = self
-            .map
-            .with_shard(part, |sh| self.link_new(sh, part, hash, s, refile_same))
-        {
-            return self.finish(done, s, hash, on_evict);
+        if let Some(done) = self.map.with_shard(part, |sh| {
+            self.link_new(sh, part, hash, s, refile_same, false)
+        }) {
+            return self.finish(done, s, hash, None, on_evict);
         }
 
         // Two steps: make room (waiting for the victim's shard if need be),
@@ -277,67 +276,29 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
             return Added::Same;
         };
-        let mut refs = Some(Refs::new(s));
-        let mut filed_late = None;
-        // SAFETY: `s` is held by the caller for the whole call; if the id is
-        // absent this link is the key inserted, and `refs` is published into it.
-        let query = unsafe { Link::to(sp) };
-        let linked = self.map.write_hashed(hash, query, |link, e| match e {
-            Some(pos) => (
-                None,
-                Some(self.link_existing(link, pos, s, hash, refile_same)),
-            ),
-            None => {
-                let refs = refs.take().expect("linked once");
-                // SAFETY: `write_hashed` holds the write lock of shard `part`
-                // (this id's) until this closure returns, and inserts `query`
-                // (this very pointer) with the position returned.
-                let (pos, late) = unsafe { self.file_new(part, s, refs, hash) };
-                filed_late = late;
-                (Some(pos), None)
-            }
-        });
-        drop(refs);
-        if let Some(part) = filed_late {
-            self.file_late(s, part, hash);
+        // The same link as above, with the place already held: it always
+        // links (the place then stays with the new session), or meets the id
+        // linked meanwhile (the place is given back).
+        let done = self
+            .map
+            .with_shard(part, |sh| {
+                self.link_new(sh, part, hash, s, refile_same, true)
+            })
+            .expect("an add holding a place always links");
+        if matches!(done, Done::New { .. }) {
+            reservation.keep();
+        } else {
+            drop(reservation);
         }
-        let added = match linked {
-            None => {
-                reservation.keep();
-                Added::New
-            }
-            Some(Linked::Same) => {
-                drop(reservation);
-                Added::Same
-            }
-            Some(Linked::Replaced(old)) => {
-                drop(reservation);
-                // Pinned after the swap: enough, since the weak reference is
-                // made and deferred now, after every reader that could have
-                // loaded the old pointer pinned (they pin before the lookup).
-                let guard = self.epoch.pin();
-                let old = old.release_replaced(&guard);
-                drop(guard);
-                drop(old);
-                Added::Replaced
-            }
-        };
-        // The session evicted to make our room: its callback now, with no place
-        // held and no lock taken.
-        if let Some(s) = evicted {
-            on_evict(s);
-        }
-        if added == Added::Replaced {
-            self.shrink_after_replace(sp, on_evict);
-        }
-        added
+        self.finish(done, s, hash, evicted, on_evict)
     }
 
-    /// The one-critical-section link of a new id: shard `part` (the id's) is
-    /// write-locked (`sh`) for the whole call. `None`: nothing was done (the
-    /// cache is over a lowered capacity, the count moved under a racing add, or
-    /// the eviction would have to wait for a shard), and the two-step path must
-    /// run.
+    /// The link of a new id in one critical section: shard `part` (the id's)
+    /// is write-locked (`sh`) for the whole call. With `held`, the caller
+    /// already holds a place under the capacity (the two-step path), and this
+    /// always returns `Some`. Without, it takes one; `None`: nothing was done
+    /// (the cache is over a lowered capacity, nothing can be taken, or the
+    /// eviction would have to wait for a shard), and the two-step path must run.
     fn link_new(
         &self,
         sh: &mut ShardW<'_, Link<P>, Pos>,
@@ -345,6 +306,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         hash: u64,
         s: &Arc<Session<P>>,
         refile_same: bool,
+        held: bool,
     ) -> Option<Done<P>> {
         let sp = Arc::as_ptr(s);
         if let Some((link, pos)) = sh.find(hash, s.key()) {
@@ -362,48 +324,53 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // capacity, or a persistently moving order) send the add to the
         // two-step path.
         let mut rescans = 0;
-        let evicted = loop {
-            let cap = self.capacity.load(Ordering::Acquire);
-            let c = self.count.load(Ordering::Acquire);
-            if cap == 0 || c < cap {
-                if self.take_place(c) {
-                    break None;
+        let evicted = if held {
+            None
+        } else {
+            loop {
+                let cap = self.capacity.load(Ordering::Acquire);
+                let c = self.count.load(Ordering::Acquire);
+                if cap == 0 || c < cap {
+                    if self.take_place(c) {
+                        break None;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if c > cap {
-                return None;
-            }
-            // Full: unlink the first session in the order, whose place passes
-            // to this add. Its shard is this one, or another one taken only if
-            // free right now (never waiting while this one is held); if that one
-            // is busy, the runner-up partition's, as on the two-step path.
-            let (seen, first) = self.order.min_part()?;
-            let adding = Some(sp);
-            let ev = if first == part {
-                self.evict_locked(part, seen, sh, adding, None, true)
-            } else if let Some(ev) = self.map.try_with_shard(first, |vsh| {
-                self.evict_locked(first, seen, vsh, adding, None, true)
-            }) {
-                ev
-            } else {
-                let (k, j) = self.order.runner_up(first)?;
-                if j == part {
-                    self.evict_locked(j, k, sh, adding, None, true)
+                if c > cap {
+                    return None;
+                }
+                // Full: unlink the first session in the order, whose place passes
+                // to this add. Its shard is this one, or another one taken only if
+                // free right now (never waiting while this one is held); if that one
+                // is busy, the runner-up partition's, as on the two-step path.
+                let (seen, first) = self.order.min_part()?;
+                let adding = Some(sp);
+                let ev = if first == part {
+                    self.evict_locked(part, seen, sh, adding, None, true)
+                } else if let Some(ev) = self.map.try_with_shard(first, |vsh| {
+                    self.evict_locked(first, seen, vsh, adding, None, true)
+                }) {
+                    ev
                 } else {
-                    self.map
-                        .try_with_shard(j, |vsh| self.evict_locked(j, k, vsh, adding, None, true))?
+                    let (k, j) = self.order.runner_up(first)?;
+                    if j == part {
+                        self.evict_locked(j, k, sh, adding, None, true)
+                    } else {
+                        self.map.try_with_shard(j, |vsh| {
+                            self.evict_locked(j, k, vsh, adding, None, true)
+                        })?
+                    }
+                };
+                match ev {
+                    Evict::Evicted(v) => break Some(v),
+                    // Another evictor changed that partition since the scan: scan
+                    // again (each rescan follows another thread's change).
+                    Evict::Raced if rescans < 3 => rescans += 1,
+                    // Nothing to take (the count is made of places in flight), or
+                    // the order keeps moving: nothing was done; the two-step path
+                    // waits.
+                    Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
                 }
-            };
-            match ev {
-                Evict::Evicted(v) => break Some(v),
-                // Another evictor changed that partition since the scan: scan
-                // again (each rescan follows another thread's change).
-                Evict::Raced if rescans < 3 => rescans += 1,
-                // Nothing to take (the count is made of places in flight), or
-                // the order keeps moving: nothing was done; the two-step path
-                // waits.
-                Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
             }
         };
         // The place is ours: taken, or passed on by the victim's unlink.
@@ -419,24 +386,25 @@ impl<P: Send + Sync + 'static> Raw<P> {
         })
     }
 
-    /// What remains of `link_new`'s add once its locks are released: the
-    /// replaced session's release, the evicted session's callback, the shrink
-    /// after a replace.
+    /// What remains of an add once `link_new`'s locks are released: the
+    /// replaced session's release, the callbacks of the sessions evicted to
+    /// make room (by `link_new`, or by the two-step path's `reserve`:
+    /// `reserved`), the shrink after a replace.
     fn finish(
         &self,
         done: Done<P>,
         s: &Arc<Session<P>>,
         hash: u64,
+        reserved: Option<Arc<Session<P>>>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
     ) -> Added {
-        match done {
-            Done::Same => Added::Same,
+        let (added, evicted) = match done {
+            Done::Same => (Added::Same, None),
             Done::Replaced(old) => {
                 // Replaced under the write lock: no reader can still hold the
                 // old pointer (readers load and upgrade under the read lock).
                 drop(old.release_removed());
-                self.shrink_after_replace(Arc::as_ptr(s), on_evict);
-                Added::Replaced
+                (Added::Replaced, None)
             }
             Done::New {
                 evicted,
@@ -445,14 +413,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 if let Some(part) = filed_late {
                     self.file_late(s, part, hash);
                 }
-                // The session evicted to make room: its callback now, with no
-                // lock held.
-                if let Some(v) = evicted {
-                    on_evict(v);
-                }
-                Added::New
+                (Added::New, evicted)
             }
+        };
+        // The sessions evicted to make room: their callbacks now, with no lock
+        // held.
+        for v in evicted.into_iter().chain(reserved) {
+            on_evict(v);
         }
+        if added == Added::Replaced {
+            self.shrink_after_replace(Arc::as_ptr(s), on_evict);
+        }
+        added
     }
 
     /// Files a new id's entry in partition `part` and publishes `refs`: the key

@@ -100,6 +100,7 @@ where
 
     /// `write` with `k`'s hash computed by `hash` (the caller's duty: it must be
     /// `hash(k)`, or the entry would be filed where no lookup finds it).
+    #[cfg(test)]
     #[inline]
     pub(crate) fn write_hashed<R>(
         &self,

@@ -206,6 +206,7 @@ where
         self.write_hashed(hash_of(k.borrow()), k, f)
     }
 
+    #[cfg(test)]
     pub(crate) fn write_hashed<R>(
         &self,
         h: u64,

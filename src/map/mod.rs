@@ -142,6 +142,27 @@ mod tests {
         assert_eq!(m.slots(), 2_500);
     }
 
+    /// The same through `ShardW::insert` (the add path's), whose rehash closure
+    /// must hash as lookups do.
+    #[test]
+    fn keys_inserted_into_a_locked_shard_survive_growth() {
+        let m: ShardMap<Id, u32> = ShardMap::new(2);
+        for i in 0..5_000u32 {
+            let k = key(&i.to_le_bytes());
+            let h = m.hash(&k);
+            m.with_shard(m.shard_of(h), |sh| {
+                assert!(sh.find(h, &k).is_none());
+                sh.insert(h, k.clone(), i);
+                assert_eq!(sh.find(h, &k).map(|(_, v)| *v), Some(i));
+            });
+        }
+        assert_eq!(m.slots(), 5_000);
+        for i in 0..5_000u32 {
+            let k = key(&i.to_le_bytes());
+            assert_eq!(m.read(&k, |e| e.map(|(_, v)| *v)), Some(i), "key {i}");
+        }
+    }
+
     #[test]
     fn drain_takes_all() {
         let mut m: ShardMap<Id, u32> = ShardMap::new(3);
