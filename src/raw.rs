@@ -263,6 +263,22 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return self.finish(done, s, hash, None, on_evict);
         }
 
+        self.add_two_step(s, hash, part, refile_same, on_evict)
+    }
+
+    /// `add` for a new id whose one-critical-section link could not take a
+    /// place without waiting: two steps.
+    #[cold]
+    #[inline(never)]
+    fn add_two_step(
+        &self,
+        s: &Arc<Session<P>>,
+        hash: u64,
+        part: usize,
+        refile_same: bool,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) -> Added {
+        let sp = Arc::as_ptr(s);
         // Two steps: make room (waiting for the victim's shard if need be),
         // then link under the write lock.
         let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
@@ -299,6 +315,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// always returns `Some`. Without, it takes one; `None`: nothing was done
     /// (the cache is over a lowered capacity, nothing can be taken, or the
     /// eviction would have to wait for a shard), and the two-step path must run.
+    #[inline(always)]
     fn link_new(
         &self,
         sh: &mut ShardW<'_, Link<P>, Pos>,
@@ -390,6 +407,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// replaced session's release, the callbacks of the sessions evicted to
     /// make room (by `link_new`, or by the two-step path's `reserve`:
     /// `reserved`), the shrink after a replace.
+    #[inline(always)]
     fn finish(
         &self,
         done: Done<P>,
@@ -418,7 +436,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
         };
         // The sessions evicted to make room: their callbacks now, with no lock
         // held.
-        for v in evicted.into_iter().chain(reserved) {
+        if let Some(v) = evicted {
+            on_evict(v);
+        }
+        if let Some(v) = reserved {
             on_evict(v);
         }
         if added == Added::Replaced {
