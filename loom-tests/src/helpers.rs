@@ -191,14 +191,19 @@ impl Drops {
 /// A cache of capacity `capacity` (timeout [`TIMEOUT`], mode `SERVER`) on a manual
 /// clock at [`NOW`] and a model-local epoch collector. Call inside the model.
 pub fn cache(capacity: usize) -> Arc<Cache> {
-    Arc::new(
-        SessionCache::builder()
-            .capacity(capacity)
-            .timeout(Duration::from_secs(TIMEOUT))
-            .clock(ManualClock::new(NOW))
-            .collector(crossbeam_epoch::Collector::new())
-            .build(),
-    )
+    cache_with_clock(capacity).0
+}
+
+/// [`cache`], with a handle on its manual clock (to move time inside a model).
+pub fn cache_with_clock(capacity: usize) -> (Arc<Cache>, ManualClock) {
+    let clock = ManualClock::new(NOW);
+    let cache = SessionCache::builder()
+        .capacity(capacity)
+        .timeout(Duration::from_secs(TIMEOUT))
+        .clock(clock.clone())
+        .collector(crossbeam_epoch::Collector::new())
+        .build();
+    (Arc::new(cache), clock)
 }
 
 /// Asserts the quiescent bookkeeping: `len()`, map slots and index entries all

@@ -6,10 +6,12 @@
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
-use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, EXPIRED, NOW, TIMEOUT};
+use loom_tests::{
+    assert_quiescent, cache, cache_with_clock, cached_tag, run_model, Drops, EXPIRED, NOW, TIMEOUT,
+};
 use std::sync::Arc;
 use std::time::Duration;
-use tls_session_cache::{CacheMode, ManualClock, SessionCache};
+use tls_session_cache::CacheMode;
 
 /// Model 20: `a` is linked with a time that is expired at `NOW`; then the mode
 /// gains `UPDATE_TIME`. One thread adds `a` again (its time becomes `NOW`, and its
@@ -132,15 +134,7 @@ fn model_20b_update_time_readd_racing_eviction() {
 fn model_20c_two_update_time_readds() {
     run_model("20c two UPDATE_TIME re-adds of one object", 2, || {
         let drops = Drops::new(3);
-        let clock = ManualClock::new(NOW);
-        let cache = Arc::new(
-            SessionCache::builder()
-                .capacity(2)
-                .timeout(Duration::from_secs(TIMEOUT))
-                .clock(clock.clone())
-                .collector(crossbeam_epoch::Collector::new())
-                .build(),
-        );
+        let (cache, clock) = cache_with_clock(2);
         let a = drops.session(0, b"a", NOW - 50);
         let b = drops.session(1, b"b", NOW + 10);
         assert!(cache.add(&a));
@@ -195,15 +189,7 @@ fn model_20c_two_update_time_readds() {
 fn model_20d_two_update_time_adds_of_one_new_object() {
     run_model("20d two UPDATE_TIME adds of one new object", 2, || {
         let drops = Drops::new(5);
-        let clock = ManualClock::new(NOW);
-        let cache = Arc::new(
-            SessionCache::builder()
-                .capacity(3)
-                .timeout(Duration::from_secs(TIMEOUT))
-                .clock(clock.clone())
-                .collector(crossbeam_epoch::Collector::new())
-                .build(),
-        );
+        let (cache, clock) = cache_with_clock(3);
         let x = drops.session(0, b"x", NOW - 50);
         let b = drops.session(1, b"b", NOW + 10);
         let a = drops.session(2, b"a", NOW - 60);
@@ -302,16 +288,8 @@ fn model_20e_two_adds_of_one_new_object_into_a_full_cache() {
 fn model_20f_slow_update_time_add_links_after_a_remove() {
     run_model("20f slow UPDATE_TIME add links after a remove", 2, || {
         let drops = Drops::new(2);
-        let clock = ManualClock::new(NOW);
-        let cache = Arc::new(
-            SessionCache::builder()
-                .capacity(0)
-                .timeout(Duration::from_secs(TIMEOUT))
-                .clock(clock.clone())
-                .mode(CacheMode::SERVER | CacheMode::UPDATE_TIME)
-                .collector(crossbeam_epoch::Collector::new())
-                .build(),
-        );
+        let (cache, clock) = cache_with_clock(0);
+        cache.set_mode(CacheMode::SERVER | CacheMode::UPDATE_TIME);
         let a = drops.session(0, b"a", NOW - 60);
         let t = {
             let (cache, a) = (cache.clone(), a.clone());
