@@ -246,7 +246,8 @@ type Ranked = Option<(Key, usize)>;
 #[inline]
 fn smallest(cells: &[HeadCell]) -> Ranked {
     // A full group (every partition count from 8 up): a fixed-size loop the
-    // compiler unrolls (callgrind: 919 -> 868 instructions per evicting add).
+    // compiler unrolls: 919 -> 868 instructions per evicting add (callgrind
+    // with BENCH_FIXED_TIME on `longrun --workloads churn`, docs/BENCHMARKS.md).
     if let Ok(group) = <&[HeadCell; GROUP]>::try_from(cells) {
         return smallest_of(group);
     }
