@@ -381,7 +381,7 @@ const QUICK: &str = Quick::NAME;
 const DASH: &str = DashFold::NAME;
 const OPENSSL: &str = OpenSsl::NAME;
 
-const PEERS: [PeerEntry; 7] = [
+const PEERS: [PeerEntry; 9] = [
     PeerEntry {
         name: Ours::NAME,
         short: "ours",
@@ -398,6 +398,18 @@ const PEERS: [PeerEntry; 7] = [
         name: DashFold::NAME,
         short: "dashmap",
         measure: measure::<DashFold>,
+        single_thread: false,
+    },
+    PeerEntry {
+        name: Floor::<true>::NAME,
+        short: "floor",
+        measure: measure::<Floor<true>>,
+        single_thread: false,
+    },
+    PeerEntry {
+        name: Floor::<false>::NAME,
+        short: "floor_nopin",
+        measure: measure::<Floor<false>>,
         single_thread: false,
     },
     PeerEntry {

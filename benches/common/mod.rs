@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_long, c_uint};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tls_session_cache::{Session, SessionCache};
+use tls_session_cache::{Clock, Session, SessionCache};
 
 pub const ID_LEN: usize = 32;
 pub const PAYLOAD_LEN: usize = 128;
@@ -144,6 +144,17 @@ fn fixed_time() -> Option<u64> {
 
 pub struct Ours(pub SessionCache<Payload>);
 
+impl Ours {
+    /// The session objects ours (and `Floor`) are given.
+    pub fn make_session(id: &Id, payload: &Payload) -> Arc<Session<Payload>> {
+        let s = Session::new(id, SID_CTX, *payload).expect("valid id");
+        Arc::new(match fixed_time() {
+            Some(t) => s.with_time(t),
+            None => s,
+        })
+    }
+}
+
 impl Peer for Ours {
     const NAME: &'static str = "ours";
     const BOUNDED: bool = true;
@@ -158,11 +169,7 @@ impl Peer for Ours {
         )
     }
     fn make(&self, id: &Id, payload: &Payload) -> Self::Obj {
-        let s = Session::new(id, SID_CTX, *payload).expect("valid id");
-        Arc::new(match fixed_time() {
-            Some(t) => s.with_time(t),
-            None => s,
-        })
+        Ours::make_session(id, payload)
     }
     fn local(&self) {}
     #[inline]
@@ -469,6 +476,60 @@ impl Peer for DashFold {
     #[inline]
     fn get(&self, _: &mut (), id: &Id) -> bool {
         let r = self.0.get(id).map(|v| v.value().clone());
+        std::hint::black_box(&r);
+        r.is_some()
+    }
+    #[inline]
+    fn remove(&self, _: &mut (), o: &Self::Obj) -> bool {
+        self.0.remove(&o.0).is_some()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The floor of a lookup under this crate's constraints, measured, not a
+/// cache: the substrate map (`DashMap`, foldhash, the id inline as its key)
+/// holding our `Session` objects, and a `get` that does only what any design
+/// keeping this crate's substrate and OpenSSL's semantics must do per hit:
+/// pin the epoch (`PIN`; a replace under the shard read lock is what makes
+/// the pin necessary), take a new reference, and check the session's context
+/// and expiry (coarse clock) in its header. No order, no statistics, no
+/// modes, no bound (its churn op is an add and a remove, as `DashFold`'s).
+/// Ours ÷ this is the price of everything else ours does; this ÷ quick_cache
+/// says whether a target is reachable on this substrate at all.
+pub struct Floor<const PIN: bool>(
+    pub dashmap::DashMap<Id, Arc<Session<Payload>>, foldhash::quality::RandomState>,
+);
+
+impl<const PIN: bool> Peer for Floor<PIN> {
+    const NAME: &'static str = if PIN { "floor_pin" } else { "floor_nopin" };
+    const BOUNDED: bool = false;
+    type Obj = (Id, Arc<Session<Payload>>);
+    type Local = ();
+    fn new(_capacity: usize) -> Self {
+        Floor(dashmap::DashMap::with_hasher(
+            foldhash::quality::RandomState::default(),
+        ))
+    }
+    fn make(&self, id: &Id, payload: &Payload) -> Self::Obj {
+        (*id, Ours::make_session(id, payload))
+    }
+    fn local(&self) {}
+    #[inline]
+    fn add(&self, _: &mut (), o: &Self::Obj) {
+        std::hint::black_box(self.0.insert(o.0, o.1.clone()));
+    }
+    #[inline]
+    fn get(&self, _: &mut (), id: &Id) -> bool {
+        let guard = PIN.then(crossbeam_epoch::pin);
+        let r = self.0.get(id).map(|v| v.value().clone());
+        drop(guard);
+        let timeout = Duration::from_secs(TIMEOUT_SECS);
+        let r = r.filter(|s| {
+            s.sid_ctx() == SID_CTX
+                && !s.is_expired_at(tls_session_cache::SystemClock.now(), timeout)
+        });
         std::hint::black_box(&r);
         r.is_some()
     }
