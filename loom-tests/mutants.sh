@@ -20,6 +20,7 @@ MUTANTS=(
     "capacity_check_then_act|loom_v2|model_15_last_free_place|300"
     "release_before_unlink|loom_add|model_08a_full_cache_capacity_1|300"
     "read_lock_as_exclusive|loom_v2|model_14_replace_replace|300"
+    "store_readd_unchecked|loom_remove|model_21_store_answer_remove|300"
 )
 
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true

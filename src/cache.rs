@@ -153,13 +153,25 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// On `true` the cache holds one new reference to `s`. With
     /// [`CacheMode::UPDATE_TIME`] the session's time is first set to now.
     pub fn add(&self, s: &Arc<Session<P>>) -> bool {
+        let update_time = self.stamp(s);
+        let added = self
+            .raw
+            .add(s, update_time, &mut |evicted| self.evicted(evicted));
+        self.count_added(added)
+    }
+
+    /// `UPDATE_TIME`: sets `s`'s time to now. Returns whether it did.
+    #[inline]
+    fn stamp(&self, s: &Session<P>) -> bool {
         let update_time = self.mode().contains(CacheMode::UPDATE_TIME);
         if update_time {
             s.set_time(self.clock.now());
         }
-        let added = self
-            .raw
-            .add(s, update_time, &mut |evicted| self.evicted(evicted));
+        update_time
+    }
+
+    #[inline]
+    fn count_added(&self, added: Added) -> bool {
         match added {
             Added::New => self.stats.bump(Counter::Adds),
             Added::Replaced => self.stats.bump(Counter::Replaces),
@@ -277,7 +289,7 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
             }
         }
         if found.is_none() {
-            found = self.get_from_store(id, mode);
+            found = self.get_from_store(id, &key, mode);
         }
         let s = found?;
         if !s.sid_ctx_is(sid_ctx) {
@@ -300,15 +312,29 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         Some(s)
     }
 
+    /// The store's answer to a lookup that missed internally. It is added
+    /// (unless `NO_INTERNAL_STORE`) only if no explicit removal of its id
+    /// (`remove`, `remove_if_same`, `take`, `take_in`) ran since the lookup
+    /// began: OpenSSL re-adds it regardless, undoing such a removal (DESIGN.md,
+    /// "Store answers and concurrent removals"). It is returned either way, as
+    /// the store answered it.
     #[cold]
-    fn get_from_store(&self, id: &[u8], mode: CacheMode) -> Option<Arc<Session<P>>> {
-        let s = self.store.as_ref()?.get_session(id)?;
+    fn get_from_store(&self, id: &[u8], key: &Id, mode: CacheMode) -> Option<Arc<Session<P>>> {
+        let store = self.store.as_ref()?;
+        let mark = self.raw.removal_mark(key);
+        let s = store.get_session(id)?;
         if !s.is_resumable() {
             return None;
         }
         self.stats.bump(Counter::CbHits);
         if !mode.contains(CacheMode::NO_INTERNAL_STORE) {
-            self.add(&s);
+            let update_time = self.stamp(&s);
+            if let Some(added) =
+                self.raw
+                    .add_unless_removed(&s, update_time, mark, &mut |evicted| self.evicted(evicted))
+            {
+                self.count_added(added);
+            }
         }
         Some(s)
     }

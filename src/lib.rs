@@ -118,6 +118,7 @@ mod order;
 #[doc(hidden)]
 pub use order::__loom_group_summary_race;
 mod raw;
+mod removals;
 mod session;
 mod slot;
 mod stats;

@@ -25,3 +25,8 @@ pub(crate) const RELEASE_BEFORE_UNLINK: bool =
 /// mutex.
 pub(crate) const READ_LOCK_AS_EXCLUSIVE: bool =
     cfg!(tls_session_cache_mutant = "read_lock_as_exclusive");
+
+/// The re-add of a store's answer skips the removal log: a `remove` of the id
+/// between the store's answer and the add is undone (OpenSSL's window).
+pub(crate) const STORE_READD_UNCHECKED: bool =
+    cfg!(tls_session_cache_mutant = "store_readd_unchecked");

@@ -5,10 +5,11 @@
 //! unlinks back to its caller (the policy layer in `cache.rs`), which decides what
 //! to do with it (mark it, count it, call the store) with no lock held.
 
-use crate::id::Id;
+use crate::id::{Id, IdKey};
 use crate::map::{ShardMap, ShardW};
 use crate::mutant;
 use crate::order::{part_of_pos, Head, Key, Order, PartLock};
+use crate::removals::{RemovalLog, RemovalMark};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -120,6 +121,9 @@ pub(crate) struct Raw<P: Send + Sync + 'static> {
     /// The timeout (seconds) of sessions without their own.
     timeout_secs: u64,
     epoch: Epoch,
+    /// Per shard (same index): its recent explicit removals, for the re-add of
+    /// a store's answer (`add_unless_removed`).
+    removals: Box<[RemovalLog]>,
 }
 
 impl<P: Send + Sync + 'static> Raw<P> {
@@ -130,6 +134,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // One partition per shard, same index: see `Order`'s access rule.
         let order = Order::new(map.shards());
         debug_assert_eq!(order.parts(), map.shards());
+        let removals = (0..map.shards()).map(|_| RemovalLog::new()).collect();
         Raw {
             map,
             order,
@@ -138,6 +143,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             seq: LinePadded(AtomicU64::new(1)),
             timeout_secs,
             epoch,
+            removals,
         }
     }
 
@@ -863,24 +869,121 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Unlinks the session under `key` if it passes `expect`, and returns the
     /// cache's strong reference to it.
     pub(crate) fn remove(&self, key: &Id, expect: Expect<'_, P>) -> Option<Arc<Session<P>>> {
-        let (link, _) = self.map.remove_if(key, |link, pos| {
-            let pass = match expect {
-                Expect::Any => true,
-                // `p` is held by the caller: no ABA.
-                Expect::Same(p) => link.holds(p),
-                Expect::SidCtx(ctx) => {
-                    // SAFETY: `remove_if` runs this under the id's shard write
-                    // lock. (No epoch pin is needed for that borrow.)
-                    let linked = unsafe { link.linked_under_write_lock() };
-                    linked.sid_ctx_is(ctx)
-                }
-            };
-            if pass {
-                self.unfile(link, pos, false);
-            }
-            pass
+        let hash = self.map.hash(key);
+        let shard = self.map.shard_of(hash);
+        let (link, _) = self.map.with_shard(shard, |sh| {
+            // Recorded whether or not the id is cached: a lookup whose store
+            // answer is on its way must not re-add it (`add_unless_removed`).
+            // SAFETY: shard `shard`'s write lock is held (this closure).
+            unsafe { self.removals[shard].record(hash) };
+            let taken = sh.take_if(
+                hash,
+                |k, _| k.id() == key,
+                |link, pos| {
+                    let pass = match expect {
+                        Expect::Any => true,
+                        // `p` is held by the caller: no ABA.
+                        Expect::Same(p) => link.holds(p),
+                        Expect::SidCtx(ctx) => {
+                            // SAFETY: under the id's shard write lock (this
+                            // closure). (No epoch pin is needed for that borrow.)
+                            let linked = unsafe { link.linked_under_write_lock() };
+                            linked.sid_ctx_is(ctx)
+                        }
+                    };
+                    if !pass {
+                        return Err(());
+                    }
+                    self.unfile(link, pos, false);
+                    Ok(())
+                },
+            );
+            taken?.ok()
         })?;
         Some(link.into_unlinked().release_removed())
+    }
+
+    /// Where `key`'s shard's removal log stands now (no lock taken): taken by a
+    /// lookup before it asks the external store, for `add_unless_removed`.
+    pub(crate) fn removal_mark(&self, key: &Id) -> RemovalMark {
+        let hash = self.map.hash(key);
+        let shard = self.map.shard_of(hash);
+        RemovalMark {
+            hash,
+            shard,
+            seen: self.removals[shard].position(),
+        }
+    }
+
+    /// `add` of a session the external store answered for a lookup that took
+    /// `mark` before asking: `None` (nothing done) if an explicit removal of its
+    /// id may have run since (DESIGN.md, "Store answers and concurrent
+    /// removals"). Decided under the id's shard write lock, in the critical
+    /// section that links it, so a removal either precedes the check (and is
+    /// seen) or follows the link (and removes it).
+    pub(crate) fn add_unless_removed(
+        &self,
+        s: &Arc<Session<P>>,
+        refile_same: bool,
+        mark: RemovalMark,
+        on_evict: &mut dyn FnMut(Arc<Session<P>>),
+    ) -> Option<Added> {
+        let hash = self.map.hash(s.key());
+        if hash != mark.hash {
+            // The store answered a session of another id than was asked: no
+            // mark covers it; a plain add, as OpenSSL's.
+            return Some(self.add(s, refile_same, on_evict));
+        }
+        let shard = mark.shard;
+        let removed = |_: &mut ShardW<'_, Link<P>, Pos>| {
+            // SAFETY: called only inside `with_shard(shard, ..)` closures below.
+            unsafe { self.removals[shard].removed_since(mark.seen, hash) }
+        };
+        let done = self.map.with_shard(shard, |sh| {
+            if mutant::STORE_READD_UNCHECKED || !removed(sh) {
+                Some(self.link_new(sh, shard, hash, s, refile_same, false))
+            } else {
+                None
+            }
+        })?;
+        if let Some(done) = done {
+            return Some(self.finish(done, s, hash, None, on_evict));
+        }
+        // The place could not be taken without waiting: the two steps of
+        // `add_two_step`, checking again when linking. If a removal came in
+        // between, the place is given back (the session evicted for it, if
+        // any, stays evicted: the fallback's window, SEMANTICS.md).
+        let sp = Arc::as_ptr(s);
+        let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
+            if refile_same {
+                self.refile_if_linked(s, hash);
+            }
+            return Some(Added::Same);
+        };
+        let done = self.map.with_shard(shard, |sh| {
+            if mutant::STORE_READD_UNCHECKED || !removed(sh) {
+                self.link_new(sh, shard, hash, s, refile_same, true)
+            } else {
+                None
+            }
+        });
+        match done {
+            Some(done) => {
+                if matches!(done, Done::New { .. }) {
+                    reservation.keep();
+                } else {
+                    drop(reservation);
+                }
+                Some(self.finish(done, s, hash, evicted, on_evict))
+            }
+            None => {
+                drop(reservation);
+                if let Some(v) = evicted {
+                    on_evict(v);
+                }
+                None
+            }
+        }
     }
 
     /// Unlinks, in order, every session expired at `t` (`t > expiry`; `t == 0`:

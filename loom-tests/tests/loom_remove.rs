@@ -1,5 +1,6 @@
 //! Loom models of the removals: add racing remove (model 3), two removes and two
-//! takes of one id (model 4), remove_if_same racing a replace (model 7).
+//! takes of one id (model 4), remove_if_same racing a replace (model 7), a store
+//! answer's re-add racing a remove (model 21).
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
@@ -187,6 +188,75 @@ fn model_07_remove_if_same_replace() {
         assert_eq!(drops.all(), [0, 0]);
         drop(cache);
         drop((a, b));
+        assert_eq!(drops.all(), [1, 1]);
+    });
+}
+
+/// A store that answers every lookup with one session, and says (in a loom
+/// atomic) that a lookup has reached it.
+struct AnswerStore {
+    answer: Arc<loom_tests::S>,
+    reached: Arc<loom::sync::atomic::AtomicBool>,
+}
+
+impl tls_session_cache::SessionStore<loom_tests::Tracked> for AnswerStore {
+    fn get_session(&self, _id: &[u8]) -> Option<Arc<loom_tests::S>> {
+        self.reached
+            .store(true, loom::sync::atomic::Ordering::SeqCst);
+        Some(self.answer.clone())
+    }
+}
+
+/// Model 21: a lookup misses internally and asks the store, which answers `s`
+/// (id "id"); `remove(r)` (another object with that id) races it. OpenSSL
+/// re-adds the answer even when the remove ran between the store's answer and
+/// the add, undoing the remove. Here, whenever the lookup had reached the store
+/// before the remove began, the id is not cached at the end: either the remove
+/// came after the add and removed `s`, or it came before and the add saw it in
+/// its shard's removal log and refused. (A remove that began before the lookup
+/// reached the store may precede the whole lookup, so the answer may then be
+/// cached.) The lookup returns `s` in every case. Mutant
+/// `store_readd_unchecked` (the add ignores the log) fails this.
+#[test]
+fn model_21_store_answer_remove() {
+    run_model("21 store answer racing remove", 3, || {
+        let drops = Drops::new(2);
+        let s = drops.session(0, b"id", NOW);
+        let r = drops.session(1, b"id", NOW);
+        let reached = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let cache = Arc::new(
+            tls_session_cache::SessionCache::builder()
+                .capacity(10)
+                .timeout(std::time::Duration::from_secs(loom_tests::TIMEOUT))
+                .clock(tls_session_cache::ManualClock::new(NOW))
+                .collector(crossbeam_epoch::Collector::new())
+                .store(AnswerStore {
+                    answer: s.clone(),
+                    reached: reached.clone(),
+                })
+                .build(),
+        );
+
+        let t = {
+            let cache = cache.clone();
+            thread::spawn(move || cache.get(b"id", loom_tests::CTX).map(|g| g.payload().tag))
+        };
+        let lookup_reached_store = reached.load(loom::sync::atomic::Ordering::SeqCst);
+        let removed = cache.remove(&r);
+        let got = t.join().unwrap();
+
+        assert_eq!(got, Some(0), "the lookup returns the store's answer");
+        let cached = cache.len();
+        if lookup_reached_store {
+            assert_eq!(
+                cached, 0,
+                "the remove ran after the lookup reached the store, yet the answer is cached (removed: {removed})"
+            );
+        }
+        assert!(cached <= 1);
+        assert_quiescent(&cache, cached);
+        drop(cache);
+        drop((s, r));
         assert_eq!(drops.all(), [1, 1]);
     });
 }

@@ -135,6 +135,7 @@ where
     /// Removes and returns the entry for `k` if `pred` holds, under the write lock
     /// (`pred` runs under it).
     #[inline]
+    #[cfg(test)]
     pub(crate) fn remove_if(
         &self,
         k: &(dyn IdKey + 'static),

@@ -27,6 +27,7 @@ fn hash_of(k: &(dyn IdKey + 'static)) -> u64 {
 }
 
 /// Removes and returns `k`'s entry if `pred` holds for it.
+#[cfg(test)]
 fn take_if<K: Borrow<dyn IdKey>, V>(
     t: &mut Table<K, V>,
     k: &(dyn IdKey + 'static),
@@ -228,6 +229,7 @@ where
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn remove_if(
         &self,
         k: &(dyn IdKey + 'static),
