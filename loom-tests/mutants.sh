@@ -21,6 +21,8 @@ MUTANTS=(
     "release_before_unlink|loom_add|model_08a_full_cache_capacity_1|300"
     "read_lock_as_exclusive|loom_v2|model_14_replace_replace|300"
     "store_readd_unchecked|loom_remove|model_21_store_answer_remove|300"
+    "store_readd_fallback_unchecked|loom_remove|model_21b_store_answer_remove_two_step|300"
+    "store_readd_ignores_in_flight|loom_remove|model_21c_lookup_racing_remove_in_its_callback|300"
 )
 
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true

@@ -199,7 +199,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// exactly one returns true. Always marks `s` not resumable and fires the
     /// store's remove callback with `s`, even when nothing was cached (as OpenSSL).
     pub fn remove(&self, s: &Arc<Session<P>>) -> bool {
-        let removed = self.raw.remove(s.key(), Expect::Any);
+        // `_in_flight` drops last: after the callback (see `get_from_store`).
+        let (removed, _in_flight) = self.raw.remove(s.key(), Expect::Any);
         if removed.is_some() {
             self.stats.bump(Counter::Removes);
         }
@@ -212,7 +213,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// compare-and-remove): never removes a session another thread has just put in
     /// its place. On success marks `s` not resumable and fires the remove callback.
     pub fn remove_if_same(&self, s: &Arc<Session<P>>) -> bool {
-        match self.raw.remove(s.key(), Expect::Same(Arc::as_ptr(s))) {
+        let (removed, _in_flight) = self.raw.remove(s.key(), Expect::Same(Arc::as_ptr(s)));
+        match removed {
             Some(taken) => {
                 drop(taken);
                 self.stats.bump(Counter::Removes);
@@ -232,7 +234,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// session id context.
     pub fn take(&self, id: &[u8]) -> Option<Arc<Session<P>>> {
         let key = Id::new(id)?;
-        self.taken(self.raw.remove(&key, Expect::Any)?)
+        let (removed, _in_flight) = self.raw.remove(&key, Expect::Any);
+        self.taken(removed?)
     }
 
     /// [`take`](Self::take), but only a session made for `sid_ctx`: a session of
@@ -254,7 +257,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// ```
     pub fn take_in(&self, id: &[u8], sid_ctx: &[u8]) -> Option<Arc<Session<P>>> {
         let key = Id::new(id)?;
-        self.taken(self.raw.remove(&key, Expect::SidCtx(sid_ctx))?)
+        let (removed, _in_flight) = self.raw.remove(&key, Expect::SidCtx(sid_ctx));
+        self.taken(removed?)
     }
 
     fn taken(&self, s: Arc<Session<P>>) -> Option<Arc<Session<P>>> {
@@ -268,7 +272,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     ///
     /// Unless `NO_INTERNAL_LOOKUP`, looks `id` up (a miss counts `misses`); on a
     /// miss asks the store's get callback (a resumable answer counts `cb_hits` and
-    /// is added unless `NO_INTERNAL_STORE`). A session made for another `sid_ctx`
+    /// is added unless `NO_INTERNAL_STORE`, or unless an explicit removal of its
+    /// id may have raced the store's answer: see docs/SEMANTICS.md, "Under
+    /// concurrency"). A session made for another `sid_ctx`
     /// is not returned and counts nothing. An expired one (`now > time + timeout`)
     /// is not returned, counts `timeouts`, is marked not resumable, fires the remove
     /// callback and is removed if it is still the cached object. Otherwise counts
@@ -298,11 +304,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
         if s.expiry(self.timeout_secs()) < self.clock.now() {
             self.stats.bump(Counter::Timeouts);
             s.mark_not_resumable();
-            if self
-                .raw
-                .remove(&key, Expect::Same(Arc::as_ptr(&s)))
-                .is_some()
-            {
+            let (removed, _in_flight) = self.raw.remove(&key, Expect::Same(Arc::as_ptr(&s)));
+            if removed.is_some() {
                 self.stats.bump(Counter::Expired);
             }
             self.removed_callback(&s, RemovalCause::Expired);
@@ -313,21 +316,25 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     /// The store's answer to a lookup that missed internally. It is added
-    /// (unless `NO_INTERNAL_STORE`) only if no explicit removal of its id
-    /// (`remove`, `remove_if_same`, `take`, `take_in`) ran since the lookup
-    /// began: OpenSSL re-adds it regardless, undoing such a removal (DESIGN.md,
-    /// "Store answers and concurrent removals"). It is returned either way, as
-    /// the store answered it.
+    /// (unless `NO_INTERNAL_STORE`) only if no explicit removal (`remove`,
+    /// `remove_if_same`, `take`, `take_in`) of its id can have been missed by
+    /// the store's answer: none was recorded since the lookup began, and none
+    /// of its shard was still in its remove callback then. OpenSSL re-adds it
+    /// regardless, undoing such a removal (DESIGN.md, "Store answers and
+    /// concurrent removals"). It is returned either way, as the store answered
+    /// it.
     #[cold]
     fn get_from_store(&self, id: &[u8], key: &Id, mode: CacheMode) -> Option<Arc<Session<P>>> {
         let store = self.store.as_ref()?;
-        let mark = self.raw.removal_mark(key);
+        // Before asking: see `Raw::add_unless_removed`.
+        let add = !mode.contains(CacheMode::NO_INTERNAL_STORE);
+        let mark = add.then(|| self.raw.removal_mark(key));
         let s = store.get_session(id)?;
         if !s.is_resumable() {
             return None;
         }
         self.stats.bump(Counter::CbHits);
-        if !mode.contains(CacheMode::NO_INTERNAL_STORE) {
+        if let Some(mark) = mark {
             let update_time = self.stamp(&s);
             if let Some(added) =
                 self.raw

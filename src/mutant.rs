@@ -30,3 +30,14 @@ pub(crate) const READ_LOCK_AS_EXCLUSIVE: bool =
 /// between the store's answer and the add is undone (OpenSSL's window).
 pub(crate) const STORE_READD_UNCHECKED: bool =
     cfg!(tls_session_cache_mutant = "store_readd_unchecked");
+
+/// The two-step fallback of that re-add skips the removal log when it links
+/// (its first critical section still checks): a removal between the two steps
+/// is undone.
+pub(crate) const STORE_READD_FALLBACK_UNCHECKED: bool =
+    cfg!(tls_session_cache_mutant = "store_readd_fallback_unchecked");
+
+/// That re-add ignores removals in flight at the lookup's start (unlinked, their
+/// remove callback not returned): the store may still answer the session.
+pub(crate) const STORE_READD_IGNORES_IN_FLIGHT: bool =
+    cfg!(tls_session_cache_mutant = "store_readd_ignores_in_flight");

@@ -9,7 +9,7 @@ use crate::id::{Id, IdKey};
 use crate::map::{ShardMap, ShardW};
 use crate::mutant;
 use crate::order::{part_of_pos, Head, Key, Order, PartLock};
-use crate::removals::{RemovalLog, RemovalMark};
+use crate::removals::{InFlight, RemovalLog, RemovalMark};
 use crate::session::Session;
 use crate::slot::{drop_exclusive, mutant_release_early, Link, Pos, Refs, Unlinked};
 use crate::sync::{self, AtomicU64, AtomicUsize, Epoch, Ordering};
@@ -848,12 +848,12 @@ impl<P: Send + Sync + 'static> Raw<P> {
     }
 
     /// Removes the entry at `pos` of `link` and (unless its place is transferred
-    /// to the caller's reservation) its count, under the shard write lock, inside
-    /// `remove_if`.
+    /// to the caller's reservation) its count. The caller holds the write lock
+    /// of the id's shard (`remove`'s and the evictor's `with_shard` closures).
     fn unfile(&self, link: &Link<P>, pos: &Pos, transfer: bool) {
         let pos = pos.get();
-        // SAFETY: `remove_if` runs this under the write lock of the id's shard,
-        // whose index is its entry's partition.
+        // SAFETY: the caller holds the write lock of the id's shard, whose index
+        // is its entry's partition.
         let mut part = unsafe { self.order.exclusive(part_of_pos(pos)) };
         if mutant::ORDER_AFTER_POINTER && !part.files(pos, self.map.hash(link)) {
             // MUTANT (test-only cfg): the entry is not filed yet.
@@ -868,14 +868,19 @@ impl<P: Send + Sync + 'static> Raw<P> {
 
     /// Unlinks the session under `key` if it passes `expect`, and returns the
     /// cache's strong reference to it.
-    pub(crate) fn remove(&self, key: &Id, expect: Expect<'_, P>) -> Option<Arc<Session<P>>> {
+    pub(crate) fn remove(
+        &self,
+        key: &Id,
+        expect: Expect<'_, P>,
+    ) -> (Option<Arc<Session<P>>>, InFlight<'_>) {
         let hash = self.map.hash(key);
         let shard = self.map.shard_of(hash);
-        let (link, _) = self.map.with_shard(shard, |sh| {
-            // Recorded whether or not the id is cached: a lookup whose store
-            // answer is on its way must not re-add it (`add_unless_removed`).
-            // SAFETY: shard `shard`'s write lock is held (this closure).
-            unsafe { self.removals[shard].record(hash) };
+        let (taken, in_flight) = self.map.with_shard(shard, |sh| {
+            // Recorded whether or not the id is cached, and in flight until the
+            // caller drops the guard, after the removal's callback: a lookup
+            // whose store answer is on its way must not re-add it
+            // (`add_unless_removed`).
+            let in_flight = self.removals[shard].record(hash, sh);
             let taken = sh.take_if(
                 hash,
                 |k, _| k.id() == key,
@@ -898,9 +903,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     Ok(())
                 },
             );
-            taken?.ok()
-        })?;
-        Some(link.into_unlinked().release_removed())
+            (taken.and_then(Result::ok), in_flight)
+        });
+        let taken = taken.map(|(link, _)| link.into_unlinked().release_removed());
+        (taken, in_flight)
     }
 
     /// Where `key`'s shard's removal log stands now (no lock taken): taken by a
@@ -908,11 +914,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
     pub(crate) fn removal_mark(&self, key: &Id) -> RemovalMark {
         let hash = self.map.hash(key);
         let shard = self.map.shard_of(hash);
-        RemovalMark {
-            hash,
-            shard,
-            seen: self.removals[shard].position(),
-        }
+        self.removals[shard].mark(hash, shard)
     }
 
     /// `add` of a session the external store answered for a lookup that took
@@ -935,10 +937,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Some(self.add(s, refile_same, on_evict));
         }
         let shard = mark.shard;
-        let removed = |_: &mut ShardW<'_, Link<P>, Pos>| {
-            // SAFETY: called only inside `with_shard(shard, ..)` closures below.
-            unsafe { self.removals[shard].removed_since(mark.seen, hash) }
-        };
+        // Called only with shard `shard` write-locked (the closures below).
+        let removed = |sh: &mut ShardW<'_, Link<P>, Pos>| self.removals[shard].refuses(&mark, sh);
         let done = self.map.with_shard(shard, |sh| {
             if mutant::STORE_READD_UNCHECKED || !removed(sh) {
                 Some(self.link_new(sh, shard, hash, s, refile_same, false))
@@ -961,7 +961,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Some(Added::Same);
         };
         let done = self.map.with_shard(shard, |sh| {
-            if mutant::STORE_READD_UNCHECKED || !removed(sh) {
+            if mutant::STORE_READD_UNCHECKED
+                || mutant::STORE_READD_FALLBACK_UNCHECKED
+                || !removed(sh)
+            {
                 self.link_new(sh, shard, hash, s, refile_same, true)
             } else {
                 None

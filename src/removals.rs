@@ -1,20 +1,27 @@
 //! Recent explicit removals, per map shard: what lets a lookup that went to the
-//! external store re-add its answer only if no `remove`/`take` of that id ran
-//! since the lookup began (DESIGN.md, "Store answers and concurrent removals").
+//! external store re-add its answer only if no `remove`/`take` of that id could
+//! have been missed by the store's answer (DESIGN.md, "Store answers and
+//! concurrent removals").
 //!
 //! OpenSSL runs its external get callback outside its lock and adds the answer
 //! afterwards, so a `SSL_CTX_remove_session` of that id in between is undone:
-//! the session comes back. Here every explicit removal records its id's hash in
-//! its shard's log, under that shard's write lock, whether or not the id was
-//! cached; the re-add checks the log under the same lock, in the critical
-//! section that links. A log keeps the last [`DEPTH`] removals of its shard: a
-//! lookup that saw more than that many go by refuses its re-add (it cannot tell),
-//! which is always allowed (the session is still returned, just not cached).
+//! the session comes back. Here every explicit removal is recorded in its id's
+//! shard log, under that shard's write lock, whether or not the id was cached,
+//! and stays *in flight* until its remove callback has returned. A lookup takes
+//! a [`RemovalMark`] before asking the store; its re-add checks the log under
+//! the same write lock, in the critical section that links, and is refused if
+//! - a removal was in flight when the mark was taken (the store may not have
+//!   been told yet), or
+//! - a removal recorded since the mark maps to the id's bucket (one of
+//!   [`BUCKETS`] per shard, by hash: another id sharing the bucket refuses too).
+//!
+//! A refusal is always allowed: the session is still returned, just not cached.
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// Removals remembered per shard.
-pub(crate) const DEPTH: u64 = 8;
+/// Hash buckets per shard log: a removal refuses the re-adds of the ids of its
+/// bucket only. (Loom models: 4, so that each iteration creates few atomics.)
+pub(crate) const BUCKETS: usize = if cfg!(tls_session_cache_loom) { 4 } else { 64 };
 
 /// Where a shard's log stood when a lookup began: taken with no lock held.
 #[derive(Clone, Copy, Debug)]
@@ -25,59 +32,94 @@ pub(crate) struct RemovalMark {
     pub(crate) shard: usize,
     /// The shard's removal count then.
     pub(crate) seen: u64,
+    /// Whether a removal of that shard was in flight then (recorded, its
+    /// callback not yet returned).
+    pub(crate) in_flight: bool,
 }
 
-/// One shard's log. Written only under the shard's write lock; `count` is
-/// also read with no lock, for a [`RemovalMark`]. Aligned so that two shards'
-/// logs never share a cache line.
+/// One shard's log. `count` and `last` are written only by the holder of the
+/// shard's write lock; `in_flight` is also lowered after the lock is released,
+/// when a removal's callback returns. `count` and `in_flight` are read with no
+/// lock, for a [`RemovalMark`].
 #[repr(align(64))]
 pub(crate) struct RemovalLog {
-    /// Removals recorded so far; the `k`-th (from 0) is in `hashes[k % DEPTH]`.
+    /// Removals recorded so far.
     count: AtomicU64,
-    hashes: [AtomicU64; DEPTH as usize],
+    /// Removals recorded whose callbacks have not returned yet.
+    in_flight: AtomicU64,
+    /// Per bucket: the `count` right after the last removal of an id of that
+    /// bucket (0: none yet).
+    last: [AtomicU64; BUCKETS],
+}
+
+#[inline]
+fn bucket(hash: u64) -> usize {
+    // The low bits: the shard is chosen by the high ones.
+    (hash as usize) % BUCKETS
 }
 
 impl RemovalLog {
     pub(crate) fn new() -> Self {
         RemovalLog {
             count: AtomicU64::new(0),
-            hashes: std::array::from_fn(|_| AtomicU64::new(0)),
+            in_flight: AtomicU64::new(0),
+            last: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
-    /// The log's position now (no lock needed). A stale (smaller) value only
-    /// makes a later check more cautious.
+    /// A mark for the id hashed `hash` in this log's shard `shard` (no lock).
     #[inline]
-    pub(crate) fn position(&self) -> u64 {
-        self.count.load(Ordering::Acquire)
+    pub(crate) fn mark(&self, hash: u64, shard: usize) -> RemovalMark {
+        // `count` first: a removal counted in `seen` raised `in_flight` before
+        // it stored the count (Release; Acquire here), so it is in `in_flight`
+        // unless its callback has returned.
+        let seen = self.count.load(Ordering::Acquire);
+        let in_flight = self.in_flight.load(Ordering::Acquire) != 0;
+        RemovalMark {
+            hash,
+            shard,
+            seen,
+            in_flight,
+        }
     }
 
-    /// Records a removal of the id hashed `hash`.
-    ///
-    /// # Safety
-    /// The caller holds this log's shard's write lock (the only writer).
+    /// Records a removal of the id hashed `hash`, in flight until the returned
+    /// guard drops (after the removal's callback). `_write_locked` is the
+    /// shard's write-locked table: the proof that this caller is the log's only
+    /// writer.
     #[inline]
-    pub(crate) unsafe fn record(&self, hash: u64) {
-        let k = self.count.load(Ordering::Relaxed);
-        self.hashes[(k % DEPTH) as usize].store(hash, Ordering::Relaxed);
-        // Release: a mark that sees `k + 1` sees this removal's hash.
-        self.count.store(k + 1, Ordering::Release);
+    pub(crate) fn record<W>(&self, hash: u64, _write_locked: &mut W) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let k = self.count.load(Ordering::Relaxed) + 1;
+        self.last[bucket(hash)].store(k, Ordering::Relaxed);
+        // Release: a mark that reads `k` also sees the `in_flight` raised above.
+        self.count.store(k, Ordering::Release);
+        InFlight { log: self }
     }
 
-    /// Whether an id hashed `hash` may have been removed since `seen`: one of
-    /// the removals since has that hash, or too many went by to tell.
-    ///
-    /// # Safety
-    /// The caller holds this log's shard's lock (read or write: no record runs
+    /// Whether the re-add of the id `mark` was taken for must be refused: a
+    /// removal was in flight at the mark, or one of its bucket was recorded
+    /// since. `_write_locked`: the shard's write-locked table (no record runs
     /// meanwhile).
     #[inline]
-    pub(crate) unsafe fn removed_since(&self, seen: u64, hash: u64) -> bool {
-        let now = self.count.load(Ordering::Acquire);
-        let since = now.wrapping_sub(seen);
-        if since > DEPTH {
-            return true;
-        }
-        (seen..now).any(|k| self.hashes[(k % DEPTH) as usize].load(Ordering::Relaxed) == hash)
+    pub(crate) fn refuses<W>(&self, mark: &RemovalMark, _write_locked: &mut W) -> bool {
+        (mark.in_flight && !crate::mutant::STORE_READD_IGNORES_IN_FLIGHT)
+            || self.last[bucket(mark.hash)].load(Ordering::Relaxed) > mark.seen
+    }
+}
+
+/// A recorded removal whose callback has not returned yet; dropping it (also
+/// on a panic in the callback) ends it.
+#[must_use = "a removal stays in flight until this guard drops"]
+pub(crate) struct InFlight<'a> {
+    log: &'a RemovalLog,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        // Release: a mark that reads the lowered count was taken after the
+        // callback returned.
+        self.log.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -86,39 +128,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_removal_since_the_mark_is_seen_and_one_before_it_is_not() {
+    fn a_removal_since_the_mark_refuses_and_one_before_it_does_not() {
         let log = RemovalLog::new();
-        // SAFETY (all blocks): single-threaded test, nothing else touches `log`.
-        unsafe { log.record(7) };
-        let seen = log.position();
-        assert!(
-            !unsafe { log.removed_since(seen, 7) },
-            "removed before the mark"
-        );
-        unsafe { log.record(9) };
-        assert!(unsafe { log.removed_since(seen, 9) });
-        assert!(!unsafe { log.removed_since(seen, 7) });
+        drop(log.record(7, &mut ()));
+        let m7 = log.mark(7, 0);
+        let m9 = log.mark(9, 0);
+        assert!(!log.refuses(&m7, &mut ()), "removed before the mark");
+        drop(log.record(9, &mut ()));
+        assert!(log.refuses(&m9, &mut ()));
+        assert!(!log.refuses(&m7, &mut ()), "another bucket");
+        // Another id of the same bucket refuses too (the log keeps buckets).
+        let m = log.mark(7 + BUCKETS as u64, 0);
+        drop(log.record(7, &mut ()));
+        assert!(log.refuses(&m, &mut ()));
     }
 
     #[test]
-    fn more_removals_than_the_log_holds_refuse_any_hash() {
+    fn a_removal_in_flight_at_the_mark_refuses_until_its_callback_returns() {
         let log = RemovalLog::new();
-        let seen = log.position();
-        for h in 0..DEPTH {
-            unsafe { log.record(100 + h) };
+        let flying = log.record(7, &mut ());
+        // Recorded before the mark, but its callback has not returned: the
+        // store may still hold the session.
+        let m = log.mark(9, 0);
+        assert!(m.in_flight);
+        assert!(log.refuses(&m, &mut ()));
+        drop(flying);
+        let m = log.mark(9, 0);
+        assert!(!m.in_flight);
+        assert!(!log.refuses(&m, &mut ()));
+    }
+
+    #[test]
+    fn many_removals_of_other_buckets_do_not_refuse() {
+        let log = RemovalLog::new();
+        let m = log.mark(5, 0);
+        for h in (0..1000u64).filter(|h| bucket(*h) != bucket(5)) {
+            drop(log.record(h, &mut ()));
         }
-        assert!(
-            !unsafe { log.removed_since(seen, 7) },
-            "exactly DEPTH: still known"
-        );
-        assert!(unsafe { log.removed_since(seen, 100) });
-        unsafe { log.record(200) };
-        assert!(
-            unsafe { log.removed_since(seen, 7) },
-            "DEPTH + 1: cannot tell"
-        );
-        // A later mark knows again.
-        let seen = log.position();
-        assert!(!unsafe { log.removed_since(seen, 7) });
+        assert!(!log.refuses(&m, &mut ()));
     }
 }

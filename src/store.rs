@@ -74,7 +74,13 @@ impl RemovalCause {
 ///   [`SessionCache::get`](crate::SessionCache::get) when the internal lookup missed
 ///   or was skipped (`NO_INTERNAL_LOOKUP`). A session that is not resumable is
 ///   ignored; a found one counts a `cb_hits` and is added to the internal cache
-///   unless `NO_INTERNAL_STORE`. Its sid_ctx and expiry are then checked like any.
+///   unless `NO_INTERNAL_STORE`, or unless an explicit removal of that id may
+///   have raced the answer (recorded since the lookup began, or one of its shard
+///   still in `remove_session` then; the session is still returned). Its sid_ctx
+///   and expiry are then checked like any. So that a removal is never undone, a
+///   store should not answer a session once its `remove_session` for it has
+///   returned (a store that sends deletes later must withhold the session
+///   meanwhile).
 /// - [`remove_session`](Self::remove_session): whenever the cache removes a session,
 ///   with the [`RemovalCause`]: [`remove`](crate::SessionCache::remove) (always,
 ///   with its argument, even when nothing was cached, as OpenSSL) and a successful

@@ -138,3 +138,70 @@ fn a_removal_before_the_lookup_does_not_keep_the_answer_out() {
         "a removal that preceded the lookup is no reason to refuse"
     );
 }
+
+#[test]
+fn a_remove_that_unlinks_while_the_store_answers_is_not_undone() {
+    let gate = gated_cache();
+    let y = Arc::new(Session::new(b"id", CTX, ()).unwrap());
+    let got = lookup_with(&gate, b"id", || {
+        // Cached meanwhile, then removed: this remove unlinks something.
+        assert!(gate.cache.add(&y));
+        assert!(gate.cache.remove(&y));
+    });
+    assert!(got.is_some());
+    assert_eq!(gate.cache.len(), 0);
+}
+
+/// A store that answers every lookup at once with a fresh object, and whose
+/// `remove_session` says it was entered, then waits to be released: a removal
+/// whose unlink is done but whose store has not been told yet.
+struct SlowRemoveStore {
+    entered: Mutex<Sender<()>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl SessionStore<()> for SlowRemoveStore {
+    fn get_session(&self, id: &[u8]) -> Option<Arc<Session<()>>> {
+        Some(Arc::new(Session::new(id, CTX, ()).unwrap()))
+    }
+    fn remove_session(&self, _: &Arc<Session<()>>, _: tls_session_cache::RemovalCause) {
+        self.entered.lock().unwrap().send(()).unwrap();
+        self.release.lock().unwrap().recv().unwrap();
+    }
+}
+
+/// The removal has unlinked the session, so the lookup misses internally; the
+/// store still answers it, as its `remove_session` has not returned yet. The
+/// answer must not be cached (found by a review: the first version checked
+/// only removals recorded after the lookup began).
+#[test]
+fn a_remove_still_in_its_callback_is_not_undone() {
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let cache = Arc::new(
+        SessionCache::builder()
+            .capacity(16)
+            .store(SlowRemoveStore {
+                entered: Mutex::new(entered_tx),
+                release: Mutex::new(release_rx),
+            })
+            .build(),
+    );
+    let x = Arc::new(Session::new(b"id", CTX, ()).unwrap());
+    assert!(cache.add(&x));
+    let remover = {
+        let (cache, x) = (cache.clone(), x.clone());
+        thread::spawn(move || cache.remove(&x))
+    };
+    entered.recv().unwrap();
+    // Unlinked, its callback not returned: a lookup misses and asks the store.
+    let got = cache.get(b"id", CTX).expect("the store answers");
+    assert!(!Arc::ptr_eq(&got, &x));
+    assert_eq!(cache.len(), 0, "the removed id came back into the cache");
+    release.send(()).unwrap();
+    assert!(remover.join().unwrap());
+    assert_eq!(cache.len(), 0);
+    // Once the callback has returned, a lookup's answer is cached again.
+    assert!(cache.get(b"id", CTX).is_some());
+    assert_eq!(cache.len(), 1);
+}

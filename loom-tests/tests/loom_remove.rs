@@ -3,8 +3,10 @@
 //! answer's re-add racing a remove (model 21).
 #![cfg(tls_session_cache_loom)]
 
+use loom::sync::atomic::AtomicBool;
 use loom::thread;
 use loom_tests::{assert_quiescent, cache, cached_tag, run_model, Drops, NOW};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 /// Model 3a: on an empty cache, `add(a)` races `remove(a)`. The outcome is one of
@@ -192,30 +194,71 @@ fn model_07_remove_if_same_replace() {
     });
 }
 
-/// A store that answers every lookup with one session, and says (in a loom
-/// atomic) that a lookup has reached it.
+/// A store that answers every lookup with one session and says (in loom
+/// atomics) that a lookup has reached it, and whether a `remove_session` had
+/// been called by then (the store "told").
 struct AnswerStore {
     answer: Arc<loom_tests::S>,
-    reached: Arc<loom::sync::atomic::AtomicBool>,
+    reached: Arc<AtomicBool>,
+    told: Arc<AtomicBool>,
+    told_when_reached: Arc<AtomicBool>,
 }
 
 impl tls_session_cache::SessionStore<loom_tests::Tracked> for AnswerStore {
     fn get_session(&self, _id: &[u8]) -> Option<Arc<loom_tests::S>> {
-        self.reached
-            .store(true, loom::sync::atomic::Ordering::SeqCst);
+        self.told_when_reached.store(self.told.load(SeqCst), SeqCst);
+        self.reached.store(true, SeqCst);
         Some(self.answer.clone())
+    }
+    fn remove_session(&self, _: &Arc<loom_tests::S>, _: tls_session_cache::RemovalCause) {
+        self.told.store(true, SeqCst);
     }
 }
 
+/// The flags an [`AnswerStore`] sets.
+struct Flags {
+    reached: Arc<AtomicBool>,
+    told_when_reached: Arc<AtomicBool>,
+}
+
+/// A cache of capacity `capacity` (as `loom_tests::cache`) whose store answers
+/// every lookup with `answer`.
+fn cache_answering(
+    capacity: usize,
+    answer: &Arc<loom_tests::S>,
+) -> (Arc<loom_tests::Cache>, Flags) {
+    let reached = Arc::new(AtomicBool::new(false));
+    let told_when_reached = Arc::new(AtomicBool::new(false));
+    let cache = tls_session_cache::SessionCache::builder()
+        .capacity(capacity)
+        .timeout(std::time::Duration::from_secs(loom_tests::TIMEOUT))
+        .clock(tls_session_cache::ManualClock::new(NOW))
+        .collector(crossbeam_epoch::Collector::new())
+        .store(AnswerStore {
+            answer: answer.clone(),
+            reached: reached.clone(),
+            told: Arc::new(AtomicBool::new(false)),
+            told_when_reached: told_when_reached.clone(),
+        })
+        .build();
+    (
+        Arc::new(cache),
+        Flags {
+            reached,
+            told_when_reached,
+        },
+    )
+}
+
 /// Model 21: a lookup misses internally and asks the store, which answers `s`
-/// (id "id"); `remove(r)` (another object with that id) races it. OpenSSL
-/// re-adds the answer even when the remove ran between the store's answer and
-/// the add, undoing the remove. Here, whenever the lookup had reached the store
-/// before the remove began, the id is not cached at the end: either the remove
-/// came after the add and removed `s`, or it came before and the add saw it in
-/// its shard's removal log and refused. (A remove that began before the lookup
-/// reached the store may precede the whole lookup, so the answer may then be
-/// cached.) The lookup returns `s` in every case. Mutant
+/// (id "id"); `remove(r)` (another object with that id, not cached) races it.
+/// OpenSSL re-adds the answer even when the remove ran between the store's
+/// answer and the add, undoing the remove. Here, whenever the lookup had
+/// reached the store before the remove began, the id is not cached at the end:
+/// either the remove came after the add and removed `s`, or it came before and
+/// the add saw it in its shard's removal log and refused. (A remove that began
+/// before the lookup reached the store may precede the whole lookup, so the
+/// answer may then be cached.) The lookup returns `s` in every case. Mutant
 /// `store_readd_unchecked` (the add ignores the log) fails this.
 #[test]
 fn model_21_store_answer_remove() {
@@ -223,29 +266,18 @@ fn model_21_store_answer_remove() {
         let drops = Drops::new(2);
         let s = drops.session(0, b"id", NOW);
         let r = drops.session(1, b"id", NOW);
-        let reached = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let cache = Arc::new(
-            tls_session_cache::SessionCache::builder()
-                .capacity(10)
-                .timeout(std::time::Duration::from_secs(loom_tests::TIMEOUT))
-                .clock(tls_session_cache::ManualClock::new(NOW))
-                .collector(crossbeam_epoch::Collector::new())
-                .store(AnswerStore {
-                    answer: s.clone(),
-                    reached: reached.clone(),
-                })
-                .build(),
-        );
+        let (cache, flags) = cache_answering(10, &s);
 
         let t = {
             let cache = cache.clone();
             thread::spawn(move || cache.get(b"id", loom_tests::CTX).map(|g| g.payload().tag))
         };
-        let lookup_reached_store = reached.load(loom::sync::atomic::Ordering::SeqCst);
+        let lookup_reached_store = flags.reached.load(SeqCst);
         let removed = cache.remove(&r);
         let got = t.join().unwrap();
 
         assert_eq!(got, Some(0), "the lookup returns the store's answer");
+        assert!(!removed || !lookup_reached_store || cache.len() == 0);
         let cached = cache.len();
         if lookup_reached_store {
             assert_eq!(
@@ -259,4 +291,105 @@ fn model_21_store_answer_remove() {
         drop((s, r));
         assert_eq!(drops.all(), [1, 1]);
     });
+}
+
+/// Model 21b: as 21, with the capacity lowered under the count, so the re-add
+/// cannot take a place in its first critical section and links in the
+/// two-step fallback (make room, then link): the second step must check the
+/// log again. Mutant `store_readd_fallback_unchecked` (only the second step
+/// skips the log) fails this.
+#[test]
+fn model_21b_store_answer_remove_two_step() {
+    run_model("21b store answer racing remove, two-step re-add", 2, || {
+        let drops = Drops::new(4);
+        let s = drops.session(0, b"id", NOW);
+        let r = drops.session(1, b"id", NOW);
+        let x = drops.session(2, b"x", NOW);
+        let y = drops.session(3, b"y", NOW + 1);
+        let (cache, flags) = cache_answering(2, &s);
+        assert!(cache.add(&x));
+        assert!(cache.add(&y));
+        // Two cached under a capacity of 1: the first step gives up.
+        cache.set_capacity(1);
+
+        let t = {
+            let cache = cache.clone();
+            thread::spawn(move || cache.get(b"id", loom_tests::CTX).map(|g| g.payload().tag))
+        };
+        let lookup_reached_store = flags.reached.load(SeqCst);
+        cache.remove(&r);
+        let got = t.join().unwrap();
+
+        assert_eq!(got, Some(0));
+        // References to `s`: this model's, the store's, and the cache's if cached.
+        let s_cached = Arc::strong_count(&s) == 3;
+        if lookup_reached_store {
+            assert!(
+                !s_cached,
+                "the remove ran after the lookup reached the store, yet the answer is cached"
+            );
+        }
+        // A linked answer took the place of `x` and `y` (both evicted to get
+        // under the lowered capacity). A refusal in the first step evicts
+        // nothing (`x` and `y` stay, over the capacity); in the second, the
+        // evictions stand and the place is given back (the fallback's window).
+        if s_cached {
+            assert_eq!(cache.len(), 1);
+        }
+        assert!(cache.len() <= 2);
+        assert_quiescent(&cache, cache.len());
+        drop(cache);
+        drop((s, r, x, y));
+        assert_eq!(drops.all(), [1, 1, 1, 1]);
+    });
+}
+
+/// Model 21c: `x` (id "id") is cached; `remove(x)` races a lookup of "id".
+/// If the lookup misses (the remove unlinked `x` first) it asks the store,
+/// which answers `s`: the store has not been told of the removal until the
+/// remove callback runs. Whatever the order, `s` is cached at the end only if
+/// the store had been told before the lookup reached it (found by a review:
+/// the first version let a lookup whose mark already counted the unlink re-add
+/// the answer while the remove callback had not yet run).
+#[test]
+fn model_21c_lookup_racing_remove_in_its_callback() {
+    run_model(
+        "21c lookup racing a remove still in its callback",
+        3,
+        || {
+            let drops = Drops::new(2);
+            let s = drops.session(0, b"id", NOW);
+            let x = drops.session(1, b"id", NOW);
+            let (cache, flags) = cache_answering(10, &s);
+            assert!(cache.add(&x));
+
+            let t = {
+                let cache = cache.clone();
+                thread::spawn(move || cache.get(b"id", loom_tests::CTX).map(|g| g.payload().tag))
+            };
+            assert!(cache.remove(&x));
+            let got = t.join().unwrap();
+
+            let cached = cache.len();
+            assert_eq!(cached, usize::from(Arc::strong_count(&s) == 3));
+            match got {
+                // Hit `x` before the remove.
+                Some(1) => assert_eq!(cached, 0),
+                Some(0) => {
+                    assert!(flags.reached.load(SeqCst));
+                    if cached == 1 {
+                        assert!(
+                        flags.told_when_reached.load(SeqCst),
+                        "the answer was re-added although the store had not been told of the removal"
+                    );
+                    }
+                }
+                other => panic!("lookup returned {other:?}"),
+            }
+            assert_quiescent(&cache, cached);
+            drop(cache);
+            drop((s, x));
+            assert_eq!(drops.all(), [1, 1]);
+        },
+    );
 }
