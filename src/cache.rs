@@ -341,6 +341,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
                     .add_unless_removed(&s, update_time, mark, &mut |evicted| self.evicted(evicted))
             {
                 self.count_added(added);
+            } else {
+                self.stats.bump(Counter::ReaddsRefused);
             }
         }
         Some(s)

@@ -64,6 +64,9 @@ pub const TIMEOUTS: &str = "tls_session_cache_timeouts_total";
 /// Counter: lookups answered by the external store's get callback
 /// ([`Stats::cb_hits`]).
 pub const CB_HITS: &str = "tls_session_cache_cb_hits_total";
+/// Counter: store answers not added because an explicit removal of their id
+/// may have raced them ([`Stats::readds_refused`]).
+pub const READDS_REFUSED: &str = "tls_session_cache_readds_refused_total";
 /// Counter: adds that linked a new id ([`Stats::adds`]).
 pub const ADDS: &str = "tls_session_cache_adds_total";
 /// Counter: adds that replaced a different session with the same id
@@ -468,6 +471,7 @@ fn publish_stats(cache: &Label, s: &Stats) {
     counter(MISSES, l(), s.misses);
     counter(TIMEOUTS, l(), s.timeouts);
     counter(CB_HITS, l(), s.cb_hits);
+    counter(READDS_REFUSED, l(), s.readds_refused);
     counter(ADDS, l(), s.adds);
     counter(REPLACES, l(), s.replaces);
     counter(REMOVES, l(), s.removes);
@@ -570,6 +574,11 @@ fn describe() {
         CB_HITS,
         Unit::Count,
         "Session lookups answered by the external store (second tier)."
+    );
+    describe_counter!(
+        READDS_REFUSED,
+        Unit::Count,
+        "External store answers not cached because a removal of their id may have raced them."
     );
     describe_counter!(ADDS, Unit::Count, "Sessions added under a new id.");
     describe_counter!(
@@ -790,7 +799,7 @@ mod tests {
         assert_eq!(m[HITS], 0);
         assert_eq!(m[ENTRIES], 0);
         assert_eq!(m[CAPACITY], 4);
-        assert_eq!(m.len(), 13, "{m:?}");
+        assert_eq!(m.len(), 14, "{m:?}");
 
         // Each counter ends at a different value from its neighbours, so a swap
         // of two of them is seen.
@@ -826,6 +835,8 @@ mod tests {
         assert_eq!(m[MISSES], 4);
         assert_eq!(m[TIMEOUTS], 2);
         assert_eq!(m[CB_HITS], 0);
+        // No store here: tests/store_readd.rs counts refusals.
+        assert_eq!(m[READDS_REFUSED], 0);
         assert_eq!(m[ADDS], 9);
         assert_eq!(m[REPLACES], 1);
         assert_eq!(m[REMOVES], 1);

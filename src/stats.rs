@@ -47,6 +47,13 @@ pub struct Stats {
     pub expired: u64,
     /// Sessions `flush` removed (including the auto-flush every 256 handshakes).
     pub flushed: u64,
+    /// Store answers (counted in [`cb_hits`](Self::cb_hits)) not added to the
+    /// cache because an explicit removal of their id may have raced them: one
+    /// recorded in the id's shard (and hash bucket) since the lookup began, or
+    /// one of that shard still in its remove callback then. Not in OpenSSL. A
+    /// high rate means slow remove callbacks: store answers are then rarely
+    /// cached, and lookups keep going to the store.
+    pub readds_refused: u64,
 }
 
 impl Stats {
@@ -74,9 +81,10 @@ pub(crate) enum Counter {
     Takes = 9,
     Expired = 10,
     Flushed = 11,
+    ReaddsRefused = 12,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 13;
 
 #[repr(align(128))]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -152,6 +160,7 @@ impl Counters {
             takes: self.sum(Counter::Takes),
             expired: self.sum(Counter::Expired),
             flushed: self.sum(Counter::Flushed),
+            readds_refused: self.sum(Counter::ReaddsRefused),
         }
     }
 }

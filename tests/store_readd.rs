@@ -83,7 +83,7 @@ fn a_remove_while_the_store_answers_is_not_undone() {
         "the removed id came back into the cache"
     );
     let st = gate.cache.stats();
-    assert_eq!((st.cb_hits, st.adds), (1, 0));
+    assert_eq!((st.cb_hits, st.adds, st.readds_refused), (1, 0, 1));
 }
 
 #[test]
@@ -121,6 +121,7 @@ fn a_removal_of_another_id_does_not_keep_the_answer_out() {
     let got = got.unwrap();
     assert_eq!(gate.cache.len(), 1);
     assert_eq!(gate.cache.stats().adds, 1);
+    assert_eq!(gate.cache.stats().readds_refused, 0);
     // The cached object is the store's answer: the next lookup hits it.
     let again = gate.cache.get(b"id", CTX).unwrap();
     assert!(Arc::ptr_eq(&got, &again));
@@ -201,6 +202,7 @@ fn a_remove_still_in_its_callback_is_not_undone() {
     release.send(()).unwrap();
     assert!(remover.join().unwrap());
     assert_eq!(cache.len(), 0);
+    assert_eq!(cache.stats().readds_refused, 1);
     // Once the callback has returned, a lookup's answer is cached again.
     assert!(cache.get(b"id", CTX).is_some());
     assert_eq!(cache.len(), 1);
