@@ -381,7 +381,7 @@ const QUICK: &str = Quick::NAME;
 const DASH: &str = DashFold::NAME;
 const OPENSSL: &str = OpenSsl::NAME;
 
-const PEERS: [PeerEntry; 9] = [
+const PEERS: [PeerEntry; 10] = [
     PeerEntry {
         name: Ours::NAME,
         short: "ours",
@@ -410,6 +410,12 @@ const PEERS: [PeerEntry; 9] = [
         name: Floor::<false>::NAME,
         short: "floor_nopin",
         measure: measure::<Floor<false>>,
+        single_thread: false,
+    },
+    PeerEntry {
+        name: FloorIndirect::NAME,
+        short: "floor_indirect",
+        measure: measure::<FloorIndirect>,
         single_thread: false,
     },
     PeerEntry {
