@@ -23,6 +23,7 @@ MUTANTS=(
     "store_readd_unchecked|loom_remove|model_21_store_answer_remove|300"
     "store_readd_fallback_unchecked|loom_remove|model_21b_store_answer_remove_two_step|300"
     "store_readd_ignores_in_flight|loom_remove|model_21c_lookup_racing_remove_in_its_callback|300"
+    "mark_relaxed|loom_remove|model_21_store_answer_remove|300"
 )
 
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true

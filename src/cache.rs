@@ -316,8 +316,9 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     /// The store's answer to a lookup that missed internally. It is added
-    /// (unless `NO_INTERNAL_STORE`) only if no explicit removal (`remove`,
-    /// `remove_if_same`, `take`, `take_in`) of its id can have been missed by
+    /// (unless `NO_INTERNAL_STORE`) only if no removal (`remove`,
+    /// `remove_if_same`, `take`, `take_in`, or an expired session met by a
+    /// lookup) of its id can have been missed by
     /// the store's answer: none was recorded since the lookup began, and none
     /// of its shard was still in its remove callback then. OpenSSL re-adds it
     /// regardless, undoing such a removal (DESIGN.md, "Store answers and

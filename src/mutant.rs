@@ -41,3 +41,7 @@ pub(crate) const STORE_READD_FALLBACK_UNCHECKED: bool =
 /// remove callback not returned): the store may still answer the session.
 pub(crate) const STORE_READD_IGNORES_IN_FLIGHT: bool =
     cfg!(tls_session_cache_mutant = "store_readd_ignores_in_flight");
+
+/// A lookup's removal mark reads the log with Relaxed loads instead of Acquire:
+/// it can count a removal without seeing that the removal is still in flight.
+pub(crate) const MARK_RELAXED: bool = cfg!(tls_session_cache_mutant = "mark_relaxed");

@@ -73,8 +73,13 @@ impl RemovalLog {
         // `count` first: a removal counted in `seen` raised `in_flight` before
         // it stored the count (Release; Acquire here), so it is in `in_flight`
         // unless its callback has returned.
-        let seen = self.count.load(Ordering::Acquire);
-        let in_flight = self.in_flight.load(Ordering::Acquire) != 0;
+        let order = if crate::mutant::MARK_RELAXED {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
+        let seen = self.count.load(order);
+        let in_flight = self.in_flight.load(order) != 0;
         RemovalMark {
             hash,
             shard,

@@ -51,8 +51,10 @@ pub struct Stats {
     /// cache because an explicit removal of their id may have raced them: one
     /// recorded in the id's shard (and hash bucket) since the lookup began, or
     /// one of that shard still in its remove callback then. Not in OpenSSL. A
-    /// high rate means slow remove callbacks: store answers are then rarely
-    /// cached, and lookups keep going to the store.
+    /// high rate means removals (explicit ones, or expired sessions met by
+    /// lookups) often overlap store lookups in the same shard, or remove
+    /// callbacks are slow: store answers are then rarely cached, and lookups
+    /// keep going to the store.
     pub readds_refused: u64,
 }
 
