@@ -17,6 +17,7 @@
 //!
 //! A refusal is always allowed: the session is still returned, just not cached.
 
+use crate::map::ShardW;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Hash buckets per shard log: a removal refuses the re-adds of the ids of its
@@ -90,10 +91,15 @@ impl RemovalLog {
 
     /// Records a removal of the id hashed `hash`, in flight until the returned
     /// guard drops (after the removal's callback). `_write_locked` is the
-    /// shard's write-locked table: the proof that this caller is the log's only
-    /// writer.
+    /// shard's write-locked table (only `with_shard`-style calls hand one out):
+    /// the witness that this caller is the log's only writer. That it is this
+    /// log's shard is the caller's job.
     #[inline]
-    pub(crate) fn record<W>(&self, hash: u64, _write_locked: &mut W) -> InFlight<'_> {
+    pub(crate) fn record<K, V>(
+        &self,
+        hash: u64,
+        _write_locked: &mut ShardW<'_, K, V>,
+    ) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let k = self.count.load(Ordering::Relaxed) + 1;
         self.last[bucket(hash)].store(k, Ordering::Relaxed);
@@ -107,7 +113,11 @@ impl RemovalLog {
     /// since. `_write_locked`: the shard's write-locked table (no record runs
     /// meanwhile).
     #[inline]
-    pub(crate) fn refuses<W>(&self, mark: &RemovalMark, _write_locked: &mut W) -> bool {
+    pub(crate) fn refuses<K, V>(
+        &self,
+        mark: &RemovalMark,
+        _write_locked: &mut ShardW<'_, K, V>,
+    ) -> bool {
         (mark.in_flight && !crate::mutant::STORE_READD_IGNORES_IN_FLIGHT)
             || self.last[bucket(mark.hash)].load(Ordering::Relaxed) > mark.seen
     }
@@ -131,36 +141,54 @@ impl Drop for InFlight<'_> {
 #[cfg(all(test, not(tls_session_cache_loom)))]
 mod tests {
     use super::*;
+    use crate::id::Id;
+    use crate::map::ShardMap;
+
+    /// Runs `f` with a write-locked shard of a scratch map: the witness the
+    /// log's writers and checkers take.
+    fn locked<R>(f: impl FnOnce(&mut ShardW<'_, Id, u8>) -> R) -> R {
+        let map: ShardMap<Id, u8> = ShardMap::new(2);
+        map.with_shard(0, f)
+    }
+
+    fn record(log: &RemovalLog, hash: u64) {
+        locked(|w| drop(log.record(hash, w)));
+    }
+
+    fn refuses(log: &RemovalLog, m: &RemovalMark) -> bool {
+        locked(|w| log.refuses(m, w))
+    }
 
     #[test]
     fn a_removal_since_the_mark_refuses_and_one_before_it_does_not() {
         let log = RemovalLog::new();
-        drop(log.record(7, &mut ()));
+        record(&log, 7);
         let m7 = log.mark(7, 0);
         let m9 = log.mark(9, 0);
-        assert!(!log.refuses(&m7, &mut ()), "removed before the mark");
-        drop(log.record(9, &mut ()));
-        assert!(log.refuses(&m9, &mut ()));
-        assert!(!log.refuses(&m7, &mut ()), "another bucket");
+        assert!(!refuses(&log, &m7), "removed before the mark");
+        record(&log, 9);
+        assert!(refuses(&log, &m9));
+        assert!(!refuses(&log, &m7), "another bucket");
         // Another id of the same bucket refuses too (the log keeps buckets).
         let m = log.mark(7 + BUCKETS as u64, 0);
-        drop(log.record(7, &mut ()));
-        assert!(log.refuses(&m, &mut ()));
+        record(&log, 7);
+        assert!(refuses(&log, &m));
     }
 
     #[test]
     fn a_removal_in_flight_at_the_mark_refuses_until_its_callback_returns() {
         let log = RemovalLog::new();
-        let flying = log.record(7, &mut ());
+        let map: ShardMap<Id, u8> = ShardMap::new(2);
+        let flying = map.with_shard(0, |w| log.record(7, w));
         // Recorded before the mark, but its callback has not returned: the
         // store may still hold the session.
         let m = log.mark(9, 0);
         assert!(m.in_flight);
-        assert!(log.refuses(&m, &mut ()));
+        assert!(refuses(&log, &m));
         drop(flying);
         let m = log.mark(9, 0);
         assert!(!m.in_flight);
-        assert!(!log.refuses(&m, &mut ()));
+        assert!(!refuses(&log, &m));
     }
 
     #[test]
@@ -168,8 +196,8 @@ mod tests {
         let log = RemovalLog::new();
         let m = log.mark(5, 0);
         for h in (0..1000u64).filter(|h| bucket(*h) != bucket(5)) {
-            drop(log.record(h, &mut ()));
+            record(&log, h);
         }
-        assert!(!log.refuses(&m, &mut ()));
+        assert!(!refuses(&log, &m));
     }
 }
