@@ -269,11 +269,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return self.finish(done, s, hash, None, on_evict);
         }
 
-        self.add_two_step(s, hash, part, refile_same, on_evict)
+        self.add_two_step(s, hash, part, refile_same, None, on_evict)
+            .expect("an add without a removal mark is never refused")
     }
 
     /// `add` for a new id whose one-critical-section link could not take a
-    /// place without waiting: two steps.
+    /// place without waiting: two steps. With `mark` (the re-add of a store's
+    /// answer, `add_unless_removed`), the link is refused (`None`) if the
+    /// removal log says so when it runs; the place is then given back, and a
+    /// session evicted for it stays evicted (the fallback's window,
+    /// SEMANTICS.md).
     #[cold]
     #[inline(never)]
     fn add_two_step(
@@ -282,8 +287,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
         hash: u64,
         part: usize,
         refile_same: bool,
+        mark: Option<&RemovalMark>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
-    ) -> Added {
+    ) -> Option<Added> {
         let sp = Arc::as_ptr(s);
         // Two steps: make room (waiting for the victim's shard if need be),
         // then link under the write lock.
@@ -296,23 +302,34 @@ impl<P: Send + Sync + 'static> Raw<P> {
             if refile_same {
                 self.refile_if_linked(s, hash);
             }
-            return Added::Same;
+            return Some(Added::Same);
         };
-        // The same link as above, with the place already held: it always
+        // The same link as `add`'s, with the place already held: it always
         // links (the place then stays with the new session), or meets the id
-        // linked meanwhile (the place is given back).
-        let done = self
-            .map
-            .with_shard(part, |sh| {
+        // linked meanwhile (the place is given back), unless refused.
+        let done = self.map.with_shard(part, |sh| {
+            let checked = !mutant::STORE_READD_UNCHECKED && !mutant::STORE_READD_FALLBACK_UNCHECKED;
+            if mark.is_some_and(|m| checked && self.removals[part].refuses(m, sh)) {
+                return None;
+            }
+            Some(
                 self.link_new(sh, part, hash, s, refile_same, true)
-            })
-            .expect("an add holding a place always links");
+                    .expect("an add holding a place always links"),
+            )
+        });
+        let Some(done) = done else {
+            drop(reservation);
+            if let Some(v) = evicted {
+                on_evict(v);
+            }
+            return None;
+        };
         if matches!(done, Done::New { .. }) {
             reservation.keep();
         } else {
             drop(reservation);
         }
-        self.finish(done, s, hash, evicted, on_evict)
+        Some(self.finish(done, s, hash, evicted, on_evict))
     }
 
     /// The link of a new id in one critical section: shard `part` (the id's)
@@ -937,55 +954,18 @@ impl<P: Send + Sync + 'static> Raw<P> {
             return Some(self.add(s, refile_same, on_evict));
         }
         let shard = mark.shard;
-        // Called only with shard `shard` write-locked (the closures below).
-        let removed = |sh: &mut ShardW<'_, Link<P>, Pos>| self.removals[shard].refuses(&mark, sh);
         let done = self.map.with_shard(shard, |sh| {
-            if mutant::STORE_READD_UNCHECKED || !removed(sh) {
+            if mutant::STORE_READD_UNCHECKED || !self.removals[shard].refuses(&mark, sh) {
                 Some(self.link_new(sh, shard, hash, s, refile_same, false))
             } else {
                 None
             }
         })?;
-        if let Some(done) = done {
-            return Some(self.finish(done, s, hash, None, on_evict));
-        }
-        // The place could not be taken without waiting: the two steps of
-        // `add_two_step`, checking again when linking. If a removal came in
-        // between, the place is given back (the session evicted for it, if
-        // any, stays evicted: the fallback's window, SEMANTICS.md).
-        let sp = Arc::as_ptr(s);
-        let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
-            if refile_same {
-                self.refile_if_linked(s, hash);
-            }
-            return Some(Added::Same);
-        };
-        let done = self.map.with_shard(shard, |sh| {
-            if mutant::STORE_READD_UNCHECKED
-                || mutant::STORE_READD_FALLBACK_UNCHECKED
-                || !removed(sh)
-            {
-                self.link_new(sh, shard, hash, s, refile_same, true)
-            } else {
-                None
-            }
-        });
         match done {
-            Some(done) => {
-                if matches!(done, Done::New { .. }) {
-                    reservation.keep();
-                } else {
-                    drop(reservation);
-                }
-                Some(self.finish(done, s, hash, evicted, on_evict))
-            }
-            None => {
-                drop(reservation);
-                if let Some(v) = evicted {
-                    on_evict(v);
-                }
-                None
-            }
+            Some(done) => Some(self.finish(done, s, hash, None, on_evict)),
+            // The place could not be taken without waiting: the two steps,
+            // checking the log again when linking.
+            None => self.add_two_step(s, hash, shard, refile_same, Some(&mark), on_evict),
         }
     }
 
