@@ -488,6 +488,18 @@ impl Peer for DashFold {
     }
 }
 
+/// The checks every floor peer makes on a found session, as ours does:
+/// its context, and its expiry against the coarse clock.
+#[inline]
+fn floor_hit(r: Option<Arc<Session<Payload>>>) -> bool {
+    let timeout = Duration::from_secs(TIMEOUT_SECS);
+    let r = r.filter(|s| {
+        s.sid_ctx() == SID_CTX && !s.is_expired_at(tls_session_cache::SystemClock.now(), timeout)
+    });
+    std::hint::black_box(&r);
+    r.is_some()
+}
+
 /// The floor of a lookup under this crate's constraints, measured, not a
 /// cache: the substrate map (`DashMap`, foldhash, the id inline as its key)
 /// holding our `Session` objects, and a `get` that does only what any design
@@ -525,13 +537,7 @@ impl<const PIN: bool> Peer for Floor<PIN> {
         let guard = PIN.then(crossbeam_epoch::pin);
         let r = self.0.get(id).map(|v| v.value().clone());
         drop(guard);
-        let timeout = Duration::from_secs(TIMEOUT_SECS);
-        let r = r.filter(|s| {
-            s.sid_ctx() == SID_CTX
-                && !s.is_expired_at(tls_session_cache::SystemClock.now(), timeout)
-        });
-        std::hint::black_box(&r);
-        r.is_some()
+        floor_hit(r)
     }
     #[inline]
     fn remove(&self, _: &mut (), o: &Self::Obj) -> bool {
@@ -592,13 +598,7 @@ impl Peer for FloorIndirect {
         let guard = crossbeam_epoch::pin();
         let r = self.0.get(&id[..]).map(|e| e.key().0.clone());
         drop(guard);
-        let timeout = Duration::from_secs(TIMEOUT_SECS);
-        let r = r.filter(|s| {
-            s.sid_ctx() == SID_CTX
-                && !s.is_expired_at(tls_session_cache::SystemClock.now(), timeout)
-        });
-        std::hint::black_box(&r);
-        r.is_some()
+        floor_hit(r)
     }
     #[inline]
     fn remove(&self, _: &mut (), o: &Self::Obj) -> bool {

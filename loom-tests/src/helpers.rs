@@ -197,13 +197,18 @@ pub fn cache(capacity: usize) -> Arc<Cache> {
 /// [`cache`], with a handle on its manual clock (to move time inside a model).
 pub fn cache_with_clock(capacity: usize) -> (Arc<Cache>, ManualClock) {
     let clock = ManualClock::new(NOW);
-    let cache = SessionCache::builder()
+    let cache = builder(capacity, &clock).build();
+    (Arc::new(cache), clock)
+}
+
+/// The builder of [`cache`] (capacity, [`TIMEOUT`], `clock`, a model-local
+/// collector), for models that add to it (a store).
+pub fn builder(capacity: usize, clock: &ManualClock) -> tls_session_cache::Builder<Tracked> {
+    SessionCache::builder()
         .capacity(capacity)
         .timeout(Duration::from_secs(TIMEOUT))
         .clock(clock.clone())
         .collector(crossbeam_epoch::Collector::new())
-        .build();
-    (Arc::new(cache), clock)
 }
 
 /// Asserts the quiescent bookkeeping: `len()`, map slots and index entries all

@@ -229,11 +229,7 @@ fn cache_answering(
 ) -> (Arc<loom_tests::Cache>, Flags) {
     let reached = Arc::new(AtomicBool::new(false));
     let told_when_reached = Arc::new(AtomicBool::new(false));
-    let cache = tls_session_cache::SessionCache::builder()
-        .capacity(capacity)
-        .timeout(std::time::Duration::from_secs(loom_tests::TIMEOUT))
-        .clock(tls_session_cache::ManualClock::new(NOW))
-        .collector(crossbeam_epoch::Collector::new())
+    let cache = loom_tests::builder(capacity, &tls_session_cache::ManualClock::new(NOW))
         .store(AnswerStore {
             answer: answer.clone(),
             reached: reached.clone(),
