@@ -34,7 +34,8 @@
 //!
 //! With the `redis` feature, [`MetricsReporter::register_redis`] publishes a
 //! `RedisStore`'s [`RedisStats`](crate::RedisStats) ([`redis_samples`]: hits,
-//! misses, rejected, errors, timeouts, skipped, breaker trips, the write queue's
+//! misses, rejected, errors, timeouts, skipped, pending-delete misses, breaker
+//! trips, the write queue's
 //! depth, queued, dropped and written, and the lookup latency as a Prometheus-style
 //! histogram `tls_session_cache_redis_lookup_microseconds_{bucket,sum,count}`).
 //! Sources other than a [`Stats`] snapshot plug in with
@@ -492,7 +493,7 @@ fn publish_stats(cache: &Label, s: &Stats) {
 
 /// A Redis tier's statistics as [`Sample`]s, all prefixed `redis_`: the counters
 /// `redis_{hits,misses,rejected,writes,deletes,errors,timeouts,skipped,
-/// breaker_trips,connects,queued,dropped,batches}_total`, the gauge
+/// pending_delete_misses,breaker_trips,connects,queued,dropped,batches}_total`, the gauge
 /// `redis_queue_depth`, and the lookup latency as the counters
 /// `redis_lookup_microseconds_bucket{le=..}` (cumulative, as Prometheus
 /// histograms, bounds [`LOOKUP_BUCKETS_US`](crate::integrations::redis::LOOKUP_BUCKETS_US)
@@ -509,6 +510,7 @@ pub fn redis_samples(s: &crate::RedisStats) -> Vec<Sample> {
         Sample::counter("redis_errors_total", s.errors),
         Sample::counter("redis_timeouts_total", s.timeouts),
         Sample::counter("redis_skipped_total", s.skipped),
+        Sample::counter("redis_pending_delete_misses_total", s.pending_delete_misses),
         Sample::counter("redis_breaker_trips_total", s.breaker_trips),
         Sample::counter("redis_connects_total", s.connects),
         Sample::counter("redis_queued_total", s.queued),

@@ -210,6 +210,69 @@ fn removal_on_a_is_seen_by_b() {
     assert!(c.get(b"one", b"another ctx").is_none());
 }
 
+/// The store contract (`SessionStore`): once `remove_session` returned, the
+/// store must not answer that session. `RedisStore` queues the `DEL`; while it
+/// is queued or being sent, Redis still holds the session, and before
+/// 2026-12-02 a lookup fetched it from there and the cache linked it again (the
+/// removal undone on the server that made it). Writes are held on the server
+/// (`CLIENT PAUSE WRITE`: reads still answer), so the `DEL` stays pending.
+#[test]
+fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).writer_timeout(Duration::from_secs(30)));
+    let cache: SessionCache<Secret> = SessionCache::builder()
+        .capacity(100)
+        .store(Arc::clone(&st))
+        .build();
+    let (gone, kept) = (session(b"gone", b"g", 300), session(b"kept", b"k", 300));
+    cache.update_cache(&gone);
+    cache.update_cache(&kept);
+    settle(&[&st]);
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(20_000)
+        .arg("WRITE")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(cache.remove(&gone));
+    assert!(
+        cache.take(b"kept").is_some(),
+        "a local take deletes nothing"
+    );
+    // Redis still holds both: the DEL cannot land while writes are paused.
+    assert!(raw_get(&redis, &st.key(b"gone")).is_some());
+    let before = st.stats();
+    assert!(
+        cache.get(b"gone", b"").is_none(),
+        "a removed session came back from Redis"
+    );
+    assert!(matches!(st.fetch(b"gone"), Lookup::Absent));
+    assert!(matches!(st.take(b"gone"), Lookup::Absent));
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.stats().cb_hits, 0);
+    let during = st.stats();
+    assert_eq!(
+        during.pending_delete_misses - before.pending_delete_misses,
+        3
+    );
+    // Another id is still answered while the DEL waits.
+    assert!(cache.get(b"kept", b"").is_some());
+    assert_eq!(cache.stats().cb_hits, 1);
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut redis.conn())
+        .unwrap();
+    settle(&[&st]);
+    assert_eq!(raw_get(&redis, &st.key(b"gone")), None);
+    // Sent: the store asks Redis again (and finds nothing).
+    assert!(matches!(st.fetch(b"gone"), Lookup::Absent));
+    let after = st.stats();
+    assert_eq!(after.pending_delete_misses, during.pending_delete_misses);
+    assert_eq!(after.misses - during.misses, 1);
+    assert!(after.deletes >= 1);
+}
+
 /// Only an explicit removal reaches Redis: the local tier's evictions, expiries,
 /// flushes and takes leave the shared copy alone (they are told apart by
 /// `RemovalCause`, not guessed).

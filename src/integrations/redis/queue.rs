@@ -6,7 +6,7 @@
 use super::pool::{count_error, instant_after, Conn};
 use super::stats::{bump, AtomicStats};
 use super::store::{Shared, GETDEL_NO, GETDEL_UNKNOWN, GETDEL_YES};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,7 +39,69 @@ struct State {
     ops: VecDeque<Op>,
     /// The keys of the batch being sent.
     in_flight: Vec<Vec<u8>>,
+    /// The keys of the `DEL`s in the batch being sent (still in `deleting`).
+    in_flight_dels: Vec<Vec<u8>>,
+    /// Every key with a `DEL` queued or being sent, with how many: Redis may
+    /// still hold its value, which a lookup must not answer (the
+    /// `SessionStore` contract: nothing removed is answered once
+    /// `remove_session` returned).
+    deleting: HashMap<Vec<u8>, usize>,
     shutdown: bool,
+}
+
+impl State {
+    /// A `DEL` joined the queue: its keys are being deleted.
+    fn track(&mut self, op: &Op) {
+        if let Op::Del { keys } = op {
+            for k in keys {
+                *self.deleting.entry(k.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// A `DEL` of `key` left (sent, refused by the server, or given up).
+    fn untrack(&mut self, key: &[u8]) {
+        if let Some(n) = self.deleting.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.deleting.remove(key);
+            }
+        }
+    }
+
+    /// Takes up to `n` queued writes as the batch to send.
+    fn start_batch(&mut self, n: usize) -> Vec<Op> {
+        let batch: Vec<Op> = self.ops.drain(..n).collect();
+        self.in_flight = batch.iter().flat_map(Op::keys).cloned().collect();
+        self.in_flight_dels = batch
+            .iter()
+            .filter(|op| matches!(op, Op::Del { .. }))
+            .flat_map(Op::keys)
+            .cloned()
+            .collect();
+        batch
+    }
+
+    /// The batch being sent is done with: sent, refused, given up, or lost
+    /// with a writer that panicked.
+    fn end_batch(&mut self) {
+        self.in_flight.clear();
+        for k in std::mem::take(&mut self.in_flight_dels) {
+            self.untrack(&k);
+        }
+    }
+
+    /// Drops every queued write (given up at shutdown).
+    fn clear_ops(&mut self) {
+        let ops = std::mem::take(&mut self.ops);
+        for op in &ops {
+            if let Op::Del { keys } = op {
+                for k in keys {
+                    self.untrack(k);
+                }
+            }
+        }
+    }
 }
 
 /// Where a `SET` for a key is.
@@ -77,6 +139,8 @@ impl Queue {
             state: Mutex::new(State {
                 ops: VecDeque::new(),
                 in_flight: Vec::new(),
+                in_flight_dels: Vec::new(),
+                deleting: HashMap::new(),
                 shutdown: false,
             }),
             work: Condvar::new(),
@@ -105,6 +169,7 @@ impl Queue {
             bump(&stats.dropped);
             return false;
         }
+        st.track(&op);
         st.ops.push_back(op);
         Self::gauge(&st, stats);
         drop(st);
@@ -135,6 +200,12 @@ impl Queue {
         } else {
             Withdrawn::No
         }
+    }
+
+    /// Whether a `DEL` of one of `keys` is queued or being sent.
+    pub(super) fn deleting(&self, keys: &[Vec<u8>]) -> bool {
+        let st = self.lock();
+        keys.iter().any(|k| st.deleting.contains_key(k.as_slice()))
     }
 
     /// Whether the batch being sent holds `key` (tests).
@@ -195,7 +266,7 @@ pub(super) fn run_writer_catching(shared: Arc<Shared>) {
         }
         bump(&shared.stats.errors);
         let mut st = shared.queue.lock();
-        st.in_flight.clear();
+        st.end_batch();
         Queue::gauge(&st, &shared.stats);
         if st.ops.is_empty() {
             shared.queue.idle.notify_all();
@@ -340,9 +411,7 @@ fn run_writer(shared: Arc<Shared>) {
                     .0;
             }
             let n = st.ops.len().min(cfg.batch_size);
-            let batch: Vec<Op> = st.ops.drain(..n).collect();
-            st.in_flight = batch.iter().flat_map(Op::keys).cloned().collect();
-            batch
+            st.start_batch(n)
         };
         if batch.is_empty() {
             continue;
@@ -385,7 +454,7 @@ fn run_writer(shared: Arc<Shared>) {
             }
         }
         let mut st = queue.lock();
-        st.in_flight.clear();
+        st.end_batch();
         Queue::gauge(&st, stats);
         if st.ops.is_empty() {
             queue.idle.notify_all();
@@ -397,7 +466,7 @@ fn run_writer(shared: Arc<Shared>) {
         if given_up {
             // Shut down while failing: what is left is given up.
             let mut st = queue.lock();
-            st.ops.clear();
+            st.clear_ops();
             Queue::gauge(&st, stats);
             queue.idle.notify_all();
             return;
@@ -500,6 +569,48 @@ mod tests {
             }
         });
         format!("redis://127.0.0.1:{port}/")
+    }
+
+    /// A key is `deleting` from the push of its `DEL` until the last `DEL` of
+    /// it leaves: with the batch that sent it, or cleared at shutdown. Two
+    /// `DEL`s of one key count twice; a `SET` counts nothing.
+    #[test]
+    fn a_del_is_pending_from_its_push_until_its_batch_ends() {
+        let q = Queue::new(16);
+        let stats = AtomicStats::default();
+        let (a, b) = (b"a".to_vec(), b"b".to_vec());
+        let del = |k: &Vec<u8>| Op::Del {
+            keys: vec![k.clone(), [k.as_slice(), b"-old"].concat()],
+        };
+        let set = |k: &Vec<u8>| Op::Set {
+            key: k.clone(),
+            value: Zeroizing::new(b"v".to_vec()),
+            expiry: u64::MAX,
+        };
+        let deleting = |k: &[u8]| q.deleting(&[k.to_vec()]);
+        assert!(q.push(set(&b), &stats));
+        assert!(!deleting(b"b"), "a SET deletes nothing");
+        assert!(q.push(del(&a), &stats));
+        assert!(deleting(b"a") && deleting(b"a-old"), "every ring key");
+        assert!(q.push(del(&a), &stats));
+        let batch = q.lock().start_batch(2); // the SET and the first DEL
+        assert_eq!(batch.len(), 2);
+        assert!(deleting(b"a"), "being sent");
+        q.lock().end_batch();
+        assert!(deleting(b"a"), "the second DEL is still queued");
+        let batch = q.lock().start_batch(1);
+        assert_eq!(batch.len(), 1);
+        q.lock().end_batch();
+        assert!(!deleting(b"a") && !deleting(b"a-old"));
+        assert!(q.lock().deleting.is_empty());
+        // Given up at shutdown: nothing stays pending.
+        assert!(q.push(del(&b), &stats));
+        assert!(q.push(del(&a), &stats));
+        let _ = q.lock().start_batch(1);
+        q.lock().clear_ops();
+        assert!(deleting(b"b"), "the batch is still being sent");
+        q.lock().end_batch();
+        assert!(q.lock().deleting.is_empty());
     }
 
     /// `COMMAND INFO GETDEL` timed out: the connection is dropped (its late reply

@@ -29,6 +29,11 @@ pub struct RedisStats {
     pub timeouts: u64,
     /// Calls not made because the circuit breaker was open.
     pub skipped: u64,
+    /// Lookups (`fetch`, `take`, the cache's get callback) answered as a miss
+    /// without asking Redis, because this store's `DEL` of that id was still
+    /// queued or being sent: Redis may still hold the session, and a removed
+    /// session must not be answered (the `SessionStore` contract).
+    pub pending_delete_misses: u64,
     /// Times the breaker opened (or reopened after a failed probe).
     pub breaker_trips: u64,
     /// Connections made.
@@ -73,6 +78,7 @@ impl RedisStats {
             errors: self.errors + o.errors,
             timeouts: self.timeouts + o.timeouts,
             skipped: self.skipped + o.skipped,
+            pending_delete_misses: self.pending_delete_misses + o.pending_delete_misses,
             breaker_trips: self.breaker_trips + o.breaker_trips,
             connects: self.connects + o.connects,
             queued: self.queued + o.queued,
@@ -95,6 +101,7 @@ pub(super) struct AtomicStats {
     pub(super) errors: AtomicU64,
     pub(super) timeouts: AtomicU64,
     pub(super) skipped: AtomicU64,
+    pub(super) pending_delete_misses: AtomicU64,
     pub(super) breaker_trips: AtomicU64,
     pub(super) connects: AtomicU64,
     pub(super) queued: AtomicU64,
@@ -129,6 +136,7 @@ impl AtomicStats {
             errors: r(&self.errors),
             timeouts: r(&self.timeouts),
             skipped: r(&self.skipped),
+            pending_delete_misses: r(&self.pending_delete_misses),
             breaker_trips: r(&self.breaker_trips),
             connects: r(&self.connects),
             queued: r(&self.queued),

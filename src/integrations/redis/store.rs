@@ -238,6 +238,12 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
         let keys = self.keys(id);
         let s = &self.shared;
         let _timed = Timed(&s.stats, Instant::now());
+        // Removed here, and Redis may not have been told yet: a miss (the
+        // `SessionStore` contract), without asking Redis.
+        if s.queue.deleting(&keys) {
+            bump(&s.stats.pending_delete_misses);
+            return Lookup::Absent;
+        }
         match s.link.call(&s.stats, s.config.timeout, |c| {
             for key in &keys {
                 let v = if take {
@@ -278,7 +284,8 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     }
 
     /// `GET`: the session stored under `id`, checked; within one deadline
-    /// ([`RedisConfig::timeout`]).
+    /// ([`RedisConfig::timeout`]). `Absent`, without asking Redis, while this
+    /// store's `DEL` of `id` is queued or being sent (as [`take`](Self::take)).
     pub fn fetch(&self, id: &[u8]) -> Lookup<Arc<Session<P>>> {
         self.lookup(id, false)
     }
@@ -338,6 +345,9 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     }
 
     /// Queues `DEL` of `id` under every ring key. Returns whether it was queued.
+    /// Until it was sent (or given up), this store's lookups of `id` are
+    /// `Absent` without asking Redis, counted in
+    /// [`RedisStats::pending_delete_misses`].
     pub fn delete(&self, id: &[u8]) -> bool {
         if id.is_empty() || id.len() > crate::MAX_ID_LEN {
             return false;
