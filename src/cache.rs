@@ -281,38 +281,58 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     /// `hits` and returns a new reference.
     ///
     /// Ids of any length are accepted: one of 0 or more than 32 bytes is a miss.
+    #[inline]
     pub fn get(&self, id: &[u8], sid_ctx: &[u8]) -> Option<Arc<Session<P>>> {
         let Some(key) = Id::new(id) else {
             self.stats.bump(Counter::Misses);
             return None;
         };
         let mode = self.mode();
-        let mut found = None;
-        if !mode.contains(CacheMode::NO_INTERNAL_LOOKUP) {
-            found = self.raw.get(&key);
-            if found.is_none() {
-                self.stats.bump(Counter::Misses);
-            }
-        }
-        if found.is_none() {
-            found = self.get_from_store(id, &key, mode);
-        }
-        let s = found?;
+        let found = if mode.contains(CacheMode::NO_INTERNAL_LOOKUP) {
+            None
+        } else {
+            self.raw.get(&key)
+        };
+        // The hit path stays small: misses and expiries are out of line.
+        let s = match found {
+            Some(s) => s,
+            None => self.get_missed(id, &key, mode)?,
+        };
         if !s.sid_ctx_is(sid_ctx) {
             return None;
         }
         if s.expiry(self.timeout_secs()) < self.clock.now() {
-            self.stats.bump(Counter::Timeouts);
-            s.mark_not_resumable();
-            let (removed, _in_flight) = self.raw.remove(&key, Expect::Same(Arc::as_ptr(&s)));
-            if removed.is_some() {
-                self.stats.bump(Counter::Expired);
-            }
-            self.removed_callback(&s, RemovalCause::Expired);
+            self.expired_at_lookup(&key, &s);
             return None;
         }
         self.stats.bump(Counter::Hits);
         Some(s)
+    }
+
+    /// `get` found nothing internally (or did not look): counts the miss if it
+    /// looked, then asks the store.
+    #[cold]
+    #[inline(never)]
+    fn get_missed(&self, id: &[u8], key: &Id, mode: CacheMode) -> Option<Arc<Session<P>>> {
+        if !mode.contains(CacheMode::NO_INTERNAL_LOOKUP) {
+            self.stats.bump(Counter::Misses);
+        }
+        self.get_from_store(id, key, mode)
+    }
+
+    /// A lookup met `s`, expired: counts `timeouts`, marks it not resumable,
+    /// removes it if it is still the cached object, and fires the remove
+    /// callback.
+    #[cold]
+    #[inline(never)]
+    fn expired_at_lookup(&self, key: &Id, s: &Arc<Session<P>>) {
+        self.stats.bump(Counter::Timeouts);
+        s.mark_not_resumable();
+        let (removed, _in_flight) = self.raw.remove(key, Expect::Same(Arc::as_ptr(s)));
+        if removed.is_some() {
+            self.stats.bump(Counter::Expired);
+        }
+        self.removed_callback(s, RemovalCause::Expired);
     }
 
     /// The store's answer to a lookup that missed internally. It is added
