@@ -273,6 +273,115 @@ fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
     assert!(after.deletes >= 1);
 }
 
+/// A server busy with a long script (`-BUSY`) refuses every command, the `DEL`
+/// included: the batch must be sent again, not dropped as a refusal (a review
+/// of the pending-`DEL` check: before, the `DEL` was dropped, Redis kept the
+/// removed session, and lookups fetched it back once the script ended).
+#[test]
+fn a_del_refused_as_busy_is_sent_again() {
+    let redis = RedisServer::start();
+    let st = store(config(&redis.url()).writer_timeout(Duration::from_secs(30)));
+    let cache: SessionCache<Secret> = SessionCache::builder()
+        .capacity(100)
+        .store(Arc::clone(&st))
+        .build();
+    let gone = session(b"gone", b"g", 300);
+    cache.update_cache(&gone);
+    settle(&[&st]);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut redis.conn())
+        .unwrap();
+    // Busy for 1.5 s: other clients get -BUSY after the first 100 ms.
+    let mut busy_conn = redis.conn();
+    let busy = std::thread::spawn(move || {
+        let script = "local t0 = redis.call('TIME') \
+            local s0 = tonumber(t0[1]) * 1000000 + tonumber(t0[2]) \
+            while true do \
+              local t = redis.call('TIME') \
+              if tonumber(t[1]) * 1000000 + tonumber(t[2]) - s0 > 1500000 then break end \
+            end return 1";
+        redis::cmd("EVAL")
+            .arg(script)
+            .arg(0)
+            .query::<i64>(&mut busy_conn)
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let errors = st.stats().errors;
+    assert!(cache.remove(&gone));
+    assert_eq!(busy.join().unwrap().unwrap(), 1, "the script ran through");
+    settle(&[&st]);
+    assert!(
+        st.stats().errors > errors,
+        "the DEL met -BUSY: {:?}",
+        st.stats()
+    );
+    assert_eq!(
+        raw_get(&redis, &st.key(b"gone")),
+        None,
+        "the DEL refused as BUSY was dropped"
+    );
+    assert!(matches!(st.fetch(b"gone"), Lookup::Absent));
+}
+
+/// The system clock, except that the store's writer thread panics the first
+/// time it reads it once armed (the writer reads the clock only in the middle
+/// of sending a batch).
+#[derive(Clone, Default)]
+struct PanicOnceInWriter(Arc<std::sync::atomic::AtomicBool>);
+
+impl Clock for PanicOnceInWriter {
+    fn now(&self) -> u64 {
+        let writer = std::thread::current().name() == Some("tls-session-cache-redis-writer");
+        if writer && self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("test: the writer panics once, mid-batch");
+        }
+        SystemClock.now()
+    }
+}
+
+/// A batch lost with a writer that panicked (restarted, counted in `errors`)
+/// ends there: its `DEL`s are no longer pending (a dropped `DEL`, as
+/// documented), so lookups of the id go to Redis again instead of missing for
+/// ever. A review: nothing exercised that path.
+#[test]
+fn a_del_lost_with_a_panicking_writer_is_no_longer_pending() {
+    let redis = RedisServer::start();
+    let clock = PanicOnceInWriter::default();
+    let st = store(config(&redis.url()).clock(clock.clone()));
+    let cache: SessionCache<Secret> = SessionCache::builder()
+        .capacity(100)
+        .store(Arc::clone(&st))
+        .build();
+    let gone = session(b"gone", b"g", 300);
+    cache.update_cache(&gone);
+    settle(&[&st]);
+    let errors = st.stats().errors;
+    clock.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(cache.remove(&gone));
+    let t0 = Instant::now();
+    while st.stats().errors == errors {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the writer never panicked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    settle(&[&st]);
+    let before = st.stats().pending_delete_misses;
+    // The DEL was lost with the batch: Redis still holds the session, and the
+    // store answers it (its TTL, or a later remove, ends it).
+    assert!(raw_get(&redis, &st.key(b"gone")).is_some());
+    assert!(matches!(st.fetch(b"gone"), Lookup::Found(_)));
+    assert_eq!(st.stats().pending_delete_misses, before);
+    // The restarted writer works: a new DEL lands.
+    assert!(st.delete(b"gone"));
+    settle(&[&st]);
+    assert_eq!(raw_get(&redis, &st.key(b"gone")), None);
+}
+
 /// Only an explicit removal reaches Redis: the local tier's evictions, expiries,
 /// flushes and takes leave the shared copy alone (they are told apart by
 /// `RemovalCause`, not guessed).

@@ -25,8 +25,9 @@
 //!   turned off with [`RedisConfig::propagate_removes`]); the local tier's
 //!   housekeeping (evictions, expiries, flushes) and its takes never reach Redis.
 //!   While the `DEL` is queued or being sent, this store's lookups of the id are
-//!   misses without asking Redis (counted in `pending_delete_misses`): a removed
-//!   session is never fetched back. [`RedisStore::flush`] waits until queued
+//!   misses without asking Redis (counted in `pending_delete_misses`), so this
+//!   store does not fetch a removed session back (unless the `DEL` is dropped:
+//!   docs/REDIS.md, "The write queue"). [`RedisStore::flush`] waits until queued
 //!   writes and deletes reached Redis;
 //! - [`RedisStore::take`] is an atomic `GETDEL` (an `EVAL` script, `GET` then
 //!   `DEL`, on Redis < 6.2): of two servers racing for one TLS 1.3 ticket exactly one gets it.

@@ -71,6 +71,7 @@ impl State {
 
     /// Takes up to `n` queued writes as the batch to send.
     fn start_batch(&mut self, n: usize) -> Vec<Op> {
+        debug_assert!(self.in_flight_dels.is_empty(), "the last batch ended");
         let batch: Vec<Op> = self.ops.drain(..n).collect();
         self.in_flight = batch.iter().flat_map(Op::keys).cloned().collect();
         self.in_flight_dels = batch
@@ -316,9 +317,14 @@ fn detect_getdel(shared: &Shared, conn: &mut Option<Conn>) {
 /// dropped (sending it again would get the same answer, ahead of every later
 /// write). I/O errors, timeouts, redirects and the transient cluster states
 /// (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`) are not: the batch is
-/// sent again.
+/// sent again. Nor is `BUSY` (a script or function running past
+/// `busy-reply-threshold`): the server refused every command then, and will
+/// take them once it is done.
 pub(super) fn refused_by_server(e: &redis::RedisError) -> bool {
     use redis::ErrorKind as K;
+    if e.code() == Some("BUSY") {
+        return false;
+    }
     matches!(
         e.kind(),
         K::ResponseError

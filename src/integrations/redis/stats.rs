@@ -46,7 +46,8 @@ pub struct RedisStats {
     pub queue_depth: u64,
     /// Pipelines the background writer sent successfully.
     pub batches: u64,
-    /// Lookups (`fetch`, `take`, also those the open breaker skipped) by how long
+    /// Lookups (`fetch`, `take`, also those the open breaker skipped and the
+    /// pending-delete misses) by how long
     /// the caller waited: element `i` counts those that took more than
     /// `LOOKUP_BUCKETS_US[i - 1]` and at most [`LOOKUP_BUCKETS_US`]`[i]`
     /// microseconds; the last element those slower than 25 ms. Not cumulative.
