@@ -508,8 +508,10 @@ fn floor_hit(r: Option<Arc<Session<Payload>>>) -> bool {
 /// the pin necessary), take a new reference, and check the session's context
 /// and expiry (coarse clock) in its header. No order, no statistics, no
 /// modes, no bound (its churn op is an add and a remove, as `DashFold`'s).
-/// Ours ÷ this is the price of everything else ours does; this ÷ quick_cache
-/// says whether a target is reachable on this substrate at all.
+/// It goes through `DashMap`'s own API (an out-of-line `get` returning a
+/// guard), so it is not a strict lower bound: since `get` was inlined, ours
+/// runs faster than it on lookups (docs/BENCHMARKS.md, "The inlined
+/// lookup").
 pub struct Floor<const PIN: bool>(
     pub dashmap::DashMap<Id, Arc<Session<Payload>>, foldhash::quality::RandomState>,
 );
