@@ -273,6 +273,77 @@ fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
     assert!(after.deletes >= 1);
 }
 
+/// A full queue drops writes, but not a `DEL` while a `SET` is queued: the `DEL`
+/// displaces the oldest queued `SET` (counted in `dropped`). A lost `SET` costs
+/// another server one full handshake; a lost `DEL` lets the fleet resume a
+/// session this server removed. Before 2026-12-02 the `DEL` was the one dropped.
+#[test]
+fn a_full_queue_drops_a_set_to_keep_a_del() {
+    let redis = RedisServer::start();
+    let st = store(
+        config(&redis.url())
+            .queue_capacity(4)
+            .writer_timeout(Duration::from_secs(30)),
+    );
+    let cache: SessionCache<Secret> = SessionCache::builder()
+        .capacity(100)
+        .store(Arc::clone(&st))
+        .build();
+    let gone = session(b"gone", b"g", 300);
+    cache.update_cache(&gone);
+    settle(&[&st]);
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(20_000)
+        .arg("WRITE")
+        .query(&mut redis.conn())
+        .unwrap();
+    let before = st.stats();
+    let n = 12u64;
+    for i in 0..n {
+        cache.update_cache(&session(format!("new-{i}").as_bytes(), b"n", 300));
+    }
+    let full = st.stats();
+    assert!(full.dropped > before.dropped, "the queue filled: {full:?}");
+    let queued_sets = full.queued - before.queued;
+
+    assert!(cache.remove(&gone));
+    let after = st.stats();
+    assert_eq!(
+        after.queued - full.queued,
+        1,
+        "the DEL was queued: {after:?}"
+    );
+    assert_eq!(
+        after.dropped - full.dropped,
+        1,
+        "a SET made room: {after:?}"
+    );
+    assert!(
+        matches!(st.fetch(b"gone"), Lookup::Absent),
+        "the DEL is pending"
+    );
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut redis.conn())
+        .unwrap();
+    settle(&[&st]);
+    assert_eq!(
+        raw_get(&redis, &st.key(b"gone")),
+        None,
+        "the DEL reached Redis"
+    );
+    let landed = (0..n)
+        .filter(|i| raw_get(&redis, &st.key(format!("new-{i}").as_bytes())).is_some())
+        .count() as u64;
+    assert_eq!(
+        landed,
+        queued_sets - 1,
+        "every queued SET but the displaced one"
+    );
+}
+
 /// A server busy with a long script (`-BUSY`) refuses every command, the `DEL`
 /// included: the batch must be sent again, not dropped as a refusal (a review
 /// of the pending-`DEL` check: before, the `DEL` was dropped, Redis kept the

@@ -113,7 +113,9 @@ impl RedisConfig {
 
     /// The bound of the write queue (default 4096 writes and deletes). A write
     /// that finds it full is dropped and counted (`RedisStats::dropped`): a
-    /// handshake never waits for Redis.
+    /// handshake never waits for Redis. A delete that finds it full drops the
+    /// oldest queued write instead (also counted), and is itself dropped only
+    /// when the queue holds nothing but deletes.
     #[must_use]
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n.max(1);

@@ -1,7 +1,7 @@
 //! The write queue: `SET`s and `DEL`s leave the handshake through a bounded queue
 //! that one background writer drains in pipelined batches on its own connection.
-//! A full queue drops the write (counted); nothing on a handshake waits on Redis
-//! for a write.
+//! A full queue drops the write (counted), or for a `DEL` the oldest queued
+//! `SET`; nothing on a handshake waits on Redis for a write.
 
 use super::pool::{count_error, instant_after, Conn};
 use super::stats::{bump, AtomicStats};
@@ -162,13 +162,30 @@ impl Queue {
     }
 
     /// Queues `op`; `false` (and counted in `dropped`) if the queue is full.
-    /// Never blocks beyond the queue's mutex.
+    /// A `DEL` that finds the queue full takes the place of the oldest queued
+    /// `SET` (that `SET` is counted in `dropped`): a lost `SET` costs another
+    /// server a full handshake, a lost `DEL` lets the fleet resume a session
+    /// this server removed. A `DEL` is dropped only when every queued write is
+    /// a `DEL`. Never blocks beyond the queue's mutex.
     pub(super) fn push(&self, op: Op, stats: &AtomicStats) -> bool {
         let mut st = self.lock();
-        if st.ops.len() >= self.capacity || st.shutdown {
+        if st.shutdown {
             drop(st);
             bump(&stats.dropped);
             return false;
+        }
+        if st.ops.len() >= self.capacity {
+            let set = match op {
+                Op::Del { .. } => st.ops.iter().position(|o| matches!(o, Op::Set { .. })),
+                Op::Set { .. } => None,
+            };
+            let Some(i) = set else {
+                drop(st);
+                bump(&stats.dropped);
+                return false;
+            };
+            st.ops.remove(i);
+            bump(&stats.dropped);
         }
         st.track(&op);
         st.ops.push_back(op);
@@ -617,6 +634,61 @@ mod tests {
         assert!(deleting(b"b"), "the batch is still being sent");
         q.lock().end_batch();
         assert!(q.lock().deleting.is_empty());
+    }
+
+    /// A full queue: a `SET` is dropped; a `DEL` takes the place of the oldest
+    /// queued `SET` (which is counted dropped, and is gone from the queue); a
+    /// `DEL` is dropped only once the queue holds nothing but `DEL`s, and a
+    /// dropped `DEL` is not pending.
+    #[test]
+    fn a_del_at_a_full_queue_displaces_the_oldest_set() {
+        let q = Queue::new(3);
+        let stats = AtomicStats::default();
+        let set = |k: &[u8]| Op::Set {
+            key: k.to_vec(),
+            value: Zeroizing::new(b"v".to_vec()),
+            expiry: u64::MAX,
+        };
+        let del = |k: &[u8]| Op::Del {
+            keys: vec![k.to_vec()],
+        };
+        let dropped = || stats.dropped.load(Ordering::Relaxed);
+        let keys = |q: &Queue| -> Vec<(bool, Vec<u8>)> {
+            q.lock()
+                .ops
+                .iter()
+                .flat_map(|op| {
+                    op.keys()
+                        .map(move |k| (matches!(op, Op::Del { .. }), k.clone()))
+                })
+                .collect()
+        };
+        assert!(q.push(set(b"s1"), &stats));
+        assert!(q.push(set(b"s2"), &stats));
+        assert!(q.push(del(b"d1"), &stats));
+        assert!(!q.push(set(b"s3"), &stats), "a SET at a full queue");
+        assert_eq!(dropped(), 1);
+        assert!(q.push(del(b"d2"), &stats), "a DEL displaces a SET");
+        assert_eq!(dropped(), 2);
+        assert_eq!(
+            keys(&q),
+            vec![
+                (false, b"s2".to_vec()),
+                (true, b"d1".to_vec()),
+                (true, b"d2".to_vec())
+            ],
+            "the oldest SET (s1) made room; the order of the rest is kept"
+        );
+        assert!(q.deleting(&[b"d2".to_vec()]));
+        assert!(q.push(del(b"d3"), &stats));
+        assert_eq!(dropped(), 3);
+        assert!(!q.push(del(b"d4"), &stats), "only DELs queued");
+        assert_eq!(dropped(), 4);
+        assert!(
+            !q.deleting(&[b"d4".to_vec()]),
+            "a dropped DEL is not pending"
+        );
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 5);
     }
 
     /// `COMMAND INFO GETDEL` timed out: the connection is dropped (its late reply

@@ -40,7 +40,8 @@ pub struct RedisStats {
     pub connects: u64,
     /// Writes and deletes accepted into the write queue.
     pub queued: u64,
-    /// Writes and deletes dropped because the queue was full.
+    /// Writes and deletes dropped because the queue was full (a write also when
+    /// a delete that found the queue full took its place).
     pub dropped: u64,
     /// Writes and deletes in the queue or being sent now (a gauge).
     pub queue_depth: u64,
