@@ -198,7 +198,7 @@ pub(crate) struct Order {
     /// (64 partitions: 8 + 8 cells instead of 64).
     groups: Box<[HeadCell]>,
     /// Per group: bumped (read-modify-write, so totally ordered) by every
-    /// republisher of the group's summary; see `PartLock::drop`.
+    /// republisher of the group's summary; see `PartLock::republish`.
     group_vers: Box<[AtomicU64]>,
 }
 

@@ -315,7 +315,9 @@ impl<P, C: Codec<P>> RedisStore<P, C> {
     /// Queues `SET … EX ttl`, the TTL being the session's remaining lifetime
     /// when the writer sends it. Returns whether it was queued (not if the
     /// session has expired, the codec declines or the queue is full: counted in
-    /// `dropped`). Never waits on Redis.
+    /// `dropped`). A queued `SET` can still be displaced, before it is sent, by a
+    /// `DEL` that finds the queue full (also counted in `dropped`). Never waits
+    /// on Redis.
     pub fn store(&self, s: &Session<P>) -> bool {
         if let Some(ctx) = &self.config().sid_ctx {
             if s.sid_ctx() != ctx.as_slice() {
