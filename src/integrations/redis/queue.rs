@@ -251,8 +251,8 @@ impl Queue {
         true
     }
 
-    /// Tells the writer to stop (after its current batch; queued writes left
-    /// then are lost).
+    /// Tells the writer to stop once the queue is empty; while its batches keep
+    /// failing it stops at once, and the writes still queued are given up.
     pub(super) fn shutdown(&self) {
         self.lock().shutdown = true;
         self.work.notify_all();
