@@ -62,6 +62,24 @@ fn raw_get(server: &RedisServer, key: &[u8]) -> Option<Vec<u8>> {
         .unwrap()
 }
 
+/// Holds every write on the server for up to `ms` (`CLIENT PAUSE … WRITE`:
+/// reads still answer).
+fn pause_writes(server: &RedisServer, ms: u64) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("WRITE")
+        .query(&mut server.conn())
+        .unwrap();
+}
+
+fn unpause(server: &RedisServer) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut server.conn())
+        .unwrap();
+}
+
 fn info_clients(server: &RedisServer) -> String {
     redis::cmd("INFO")
         .arg("clients")
@@ -235,12 +253,7 @@ fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
     cache.update_cache(&gone);
     cache.update_cache(&kept);
     settle(&[&st]);
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(20_000)
-        .arg("WRITE")
-        .query(&mut redis.conn())
-        .unwrap();
+    pause_writes(&redis, 20_000);
     assert!(cache.remove(&gone));
     assert!(
         cache.take(b"kept").is_some(),
@@ -266,10 +279,7 @@ fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
     assert!(cache.get(b"kept", b"").is_some());
     assert_eq!(cache.stats().cb_hits, 1);
 
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query(&mut redis.conn())
-        .unwrap();
+    unpause(&redis);
     settle(&[&st]);
     assert_eq!(raw_get(&redis, &st.key(b"gone")), None);
     // Sent: the store asks Redis again (and finds nothing).
@@ -299,12 +309,7 @@ fn a_full_queue_drops_a_set_to_keep_a_del() {
     let gone = session(b"gone", b"g", 300);
     cache.update_cache(&gone);
     settle(&[&st]);
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(20_000)
-        .arg("WRITE")
-        .query(&mut redis.conn())
-        .unwrap();
+    pause_writes(&redis, 20_000);
     let before = st.stats();
     let n = 12u64;
     // The writer takes `new-0` alone as its batch and is then held by the
@@ -343,10 +348,7 @@ fn a_full_queue_drops_a_set_to_keep_a_del() {
         "the DEL is pending"
     );
 
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query(&mut redis.conn())
-        .unwrap();
+    unpause(&redis);
     settle(&[&st]);
     assert_eq!(
         raw_get(&redis, &st.key(b"gone")),
