@@ -47,6 +47,14 @@ fn session(id: &[u8], payload: &[u8], timeout: u64) -> Arc<Session<Secret>> {
     )
 }
 
+/// A local cache of 100 sessions with `st` as its second tier.
+fn cache_over(st: &Arc<RedisStore>) -> SessionCache<Secret> {
+    SessionCache::builder()
+        .capacity(100)
+        .store(Arc::clone(st))
+        .build()
+}
+
 /// Waits for the stores' queued writes to reach Redis (writes leave the
 /// handshake through a queue; a test that reads Redis right after waits for it).
 fn settle<S: std::ops::Deref<Target = RedisStore>>(stores: &[&S]) {
@@ -245,10 +253,7 @@ fn removal_on_a_is_seen_by_b() {
 fn a_removed_session_is_not_fetched_back_while_its_del_is_pending() {
     let redis = RedisServer::start();
     let st = store(config(&redis.url()).writer_timeout(Duration::from_secs(30)));
-    let cache: SessionCache<Secret> = SessionCache::builder()
-        .capacity(100)
-        .store(Arc::clone(&st))
-        .build();
+    let cache = cache_over(&st);
     let (gone, kept) = (session(b"gone", b"g", 300), session(b"kept", b"k", 300));
     cache.update_cache(&gone);
     cache.update_cache(&kept);
@@ -302,10 +307,7 @@ fn a_full_queue_drops_a_set_to_keep_a_del() {
             .queue_capacity(4)
             .writer_timeout(Duration::from_secs(30)),
     );
-    let cache: SessionCache<Secret> = SessionCache::builder()
-        .capacity(100)
-        .store(Arc::clone(&st))
-        .build();
+    let cache = cache_over(&st);
     let gone = session(b"gone", b"g", 300);
     cache.update_cache(&gone);
     settle(&[&st]);
@@ -373,10 +375,7 @@ fn a_full_queue_drops_a_set_to_keep_a_del() {
 fn a_del_refused_as_busy_is_sent_again() {
     let redis = RedisServer::start();
     let st = store(config(&redis.url()).writer_timeout(Duration::from_secs(30)));
-    let cache: SessionCache<Secret> = SessionCache::builder()
-        .capacity(100)
-        .store(Arc::clone(&st))
-        .build();
+    let cache = cache_over(&st);
     let gone = session(b"gone", b"g", 300);
     cache.update_cache(&gone);
     settle(&[&st]);
@@ -443,10 +442,7 @@ fn a_del_lost_with_a_panicking_writer_is_no_longer_pending() {
     let redis = RedisServer::start();
     let clock = PanicOnceInWriter::default();
     let st = store(config(&redis.url()).clock(clock.clone()));
-    let cache: SessionCache<Secret> = SessionCache::builder()
-        .capacity(100)
-        .store(Arc::clone(&st))
-        .build();
+    let cache = cache_over(&st);
     let gone = session(b"gone", b"g", 300);
     cache.update_cache(&gone);
     settle(&[&st]);
