@@ -169,21 +169,20 @@ impl Queue {
     /// a `DEL`. Never blocks beyond the queue's mutex.
     pub(super) fn push(&self, op: Op, stats: &AtomicStats) -> bool {
         let mut st = self.lock();
-        if st.shutdown {
+        let full = st.ops.len() >= self.capacity;
+        // Only when full, so only a server already behind on its writes scans.
+        let displaced = match op {
+            Op::Del { .. } if full && !st.shutdown => {
+                st.ops.iter().position(|o| matches!(o, Op::Set { .. }))
+            }
+            _ => None,
+        };
+        if st.shutdown || (full && displaced.is_none()) {
             drop(st);
             bump(&stats.dropped);
             return false;
         }
-        if st.ops.len() >= self.capacity {
-            let set = match op {
-                Op::Del { .. } => st.ops.iter().position(|o| matches!(o, Op::Set { .. })),
-                Op::Set { .. } => None,
-            };
-            let Some(i) = set else {
-                drop(st);
-                bump(&stats.dropped);
-                return false;
-            };
+        if let Some(i) = displaced {
             st.ops.remove(i);
             bump(&stats.dropped);
         }
