@@ -31,9 +31,9 @@ pub(crate) const READ_LOCK_AS_EXCLUSIVE: bool =
 pub(crate) const STORE_READD_UNCHECKED: bool =
     cfg!(tls_session_cache_mutant = "store_readd_unchecked");
 
-/// The two-step fallback of that re-add skips the removal log when it links
-/// (its first critical section still checks): a removal between the two steps
-/// is undone.
+/// The waiting path of that re-add (`Raw::add_waiting`) skips the removal log
+/// when it links (its first critical section still checks): a removal between
+/// the two critical sections is undone.
 pub(crate) const STORE_READD_FALLBACK_UNCHECKED: bool =
     cfg!(tls_session_cache_mutant = "store_readd_fallback_unchecked");
 

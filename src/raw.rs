@@ -43,22 +43,21 @@ enum Linked<P> {
     Replaced(Unlinked<P>),
 }
 
-/// A place taken under the capacity (counted in `count`) for a link in flight.
-/// Dropping it gives the place back (the add turned out to be a no-op or a
-/// replace, or a callback unwound); `keep` hands it to the linked session.
-#[must_use]
-struct Reservation<'a, P: Send + Sync + 'static>(&'a Raw<P>);
-
-impl<P: Send + Sync + 'static> Reservation<'_, P> {
-    fn keep(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl<P: Send + Sync + 'static> Drop for Reservation<'_, P> {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-    }
+/// What an eviction does with its victim's place under the capacity: the
+/// eviction functions' const parameter `PLACE`, so that the add's path carries
+/// no test for the others.
+mod place {
+    /// Gives it back: the count drops (a flush).
+    pub(super) const FREE: u8 = 0;
+    /// Passes it to the add that evicts: the count does not move, and no
+    /// other add can take the room made.
+    pub(super) const PASS: u8 = 1;
+    /// Gives it back only while the cache is over its capacity, checked and
+    /// counted in one step (a compare-and-swap on `count`) before the unlink,
+    /// under the victim's shard lock: the shrink after a lowered capacity.
+    /// Two shrinkers that both saw the cache over its limit then never take
+    /// it below (loom model 20g); once it fits, nothing is unlinked (`Raced`).
+    pub(super) const FREE_IF_OVER: u8 = 2;
 }
 
 /// What `Raw::link_new` did, for `Raw::finish` once its locks are released.
@@ -73,10 +72,6 @@ enum Done<P> {
         filed_late: Option<usize>,
     },
 }
-
-/// A reservation, and the session evicted to make it (whose callback the add
-/// runs once it has linked).
-type Reserved<'a, P> = (Reservation<'a, P>, Option<Arc<Session<P>>>);
 
 /// How an eviction picks its victim.
 #[derive(Clone, Copy)]
@@ -262,26 +257,33 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // its write lock is free right now) and link, in one critical section:
         // an add never evicts for an id that another add links meanwhile
         // (DESIGN.md, "Linking a new id"). If the eviction would have to wait,
-        // the two-step path below runs instead.
+        // the waiting path below runs instead.
         if let Some(done) = self.map.with_shard(part, |sh| {
-            self.link_new(sh, part, hash, s, refile_same, false)
+            self.link_new(sh, part, hash, s, refile_same, None)
         }) {
-            return self.finish(done, s, hash, None, on_evict);
+            return self.finish(done, s, hash, on_evict);
         }
 
-        self.add_two_step(s, hash, part, refile_same, None, on_evict)
+        self.add_waiting(s, hash, part, refile_same, None, on_evict)
             .expect("an add without a removal mark is never refused")
     }
 
-    /// `add` for a new id whose one-critical-section link could not take a
-    /// place without waiting: two steps. With `mark` (the re-add of a store's
-    /// answer, `add_unless_removed`), the link is refused (`None`) if the
-    /// removal log says so when it runs; the place is then given back, and a
-    /// session evicted for it stays evicted (the fallback's window,
-    /// SEMANTICS.md).
+    /// `add` for a new id whose first critical section could not take a place
+    /// without waiting (the victim's shard and the runner-up's were busy, the
+    /// order kept moving, nothing could be taken, or the cache is over a
+    /// lowered capacity). Over a lowered capacity it first evicts down to the
+    /// capacity, holding no lock: those evictions stand whatever the add turns
+    /// out to be (a replace too must leave the cache within its limit). The
+    /// place itself is taken in the critical section that links, as on the
+    /// first try, now holding the id's shard and the victim's together, both
+    /// taken waiting, in index order (`ShardMap::with_two_shards`): so an add
+    /// never evicts for an id that another add links meanwhile (loom model
+    /// 20g). With `mark` (the re-add of a store's answer,
+    /// `add_unless_removed`), that critical section first asks the removal
+    /// log, and a refused link (`None`) evicts nothing for its place.
     #[cold]
     #[inline(never)]
-    fn add_two_step(
+    fn add_waiting(
         &self,
         s: &Arc<Session<P>>,
         hash: u64,
@@ -291,53 +293,75 @@ impl<P: Send + Sync + 'static> Raw<P> {
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
     ) -> Option<Added> {
         let sp = Arc::as_ptr(s);
-        // Two steps: make room (waiting for the victim's shard if need be),
-        // then link under the write lock.
-        let Some((reservation, evicted)) = self.reserve(sp, on_evict) else {
-            // A concurrent add of this very object linked it first, and it is
-            // the next victim: this add is the no-op (never evict what we add),
-            // and with `refile_same` it re-files it, as when found at once:
-            // the linker filed the expiry it computed before this add stamped
-            // the time.
-            if refile_same {
-                self.refile_if_linked(s, hash);
+        let checked = !mutant::STORE_READD_UNCHECKED && !mutant::STORE_READD_FALLBACK_UNCHECKED;
+        loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            if cap != 0 && self.count.load(Ordering::Acquire) > cap {
+                // The capacity was lowered: give places back until it fits.
+                match self.evict::<{ place::FREE_IF_OVER }>(Pick::First { adding: Some(sp) }, None)
+                {
+                    Evict::Evicted(v) => on_evict(v),
+                    Evict::IsSelf => {
+                        // A concurrent add of this very object linked it first,
+                        // and it is the next victim: this add is the no-op
+                        // (never evict what we add), and with `refile_same` it
+                        // re-files it, as when found at once: the linker filed
+                        // the expiry it computed before this add stamped the
+                        // time.
+                        if refile_same {
+                            self.refile_if_linked(s, hash);
+                        }
+                        return Some(Added::Same);
+                    }
+                    Evict::Raced => {}
+                    // Everything counted is a place still being linked by
+                    // another thread: let it finish.
+                    Evict::Empty | Evict::NotBelow => sync::backoff(),
+                }
+                continue;
             }
-            return Some(Added::Same);
-        };
-        // The same link as `add`'s, with the place already held: it always
-        // links (the place then stays with the new session), or meets the id
-        // linked meanwhile (the place is given back), unless refused.
-        let done = self.map.with_shard(part, |sh| {
-            let checked = !mutant::STORE_READD_UNCHECKED && !mutant::STORE_READD_FALLBACK_UNCHECKED;
-            if mark.is_some_and(|m| checked && self.removals[part].refuses(m, sh)) {
-                return None;
+            // The shard of the first session in the order, to hold with ours
+            // (if it is another one and the cache is full; `link_new` scans
+            // again under the locks).
+            let full = cap != 0 && self.count.load(Ordering::Acquire) >= cap;
+            let victim = if full {
+                self.order.min_part().map(|(_, v)| v).filter(|&v| v != part)
+            } else {
+                None
+            };
+            let link =
+                |sh: &mut ShardW<'_, Link<P>, Pos>,
+                 held: Option<(usize, &mut ShardW<'_, Link<P>, Pos>)>| {
+                    if mark.is_some_and(|m| checked && self.removals[part].refuses(m, sh)) {
+                        return Some(None);
+                    }
+                    self.link_new(sh, part, hash, s, refile_same, held)
+                        .map(Some)
+                };
+            let done = match victim {
+                Some(v) => self
+                    .map
+                    .with_two_shards(part, v, |sh, vsh| link(sh, Some((v, vsh)))),
+                None => self.map.with_shard(part, |sh| link(sh, None)),
+            };
+            match done {
+                Some(Some(done)) => return Some(self.finish(done, s, hash, on_evict)),
+                Some(None) => return None,
+                // The order moved meanwhile, or everything counted is a place
+                // still being linked by another thread, or the capacity was
+                // lowered: look again.
+                None => sync::backoff(),
             }
-            Some(
-                self.link_new(sh, part, hash, s, refile_same, true)
-                    .expect("an add holding a place always links"),
-            )
-        });
-        let Some(done) = done else {
-            drop(reservation);
-            if let Some(v) = evicted {
-                on_evict(v);
-            }
-            return None;
-        };
-        if matches!(done, Done::New { .. }) {
-            reservation.keep();
-        } else {
-            drop(reservation);
         }
-        Some(self.finish(done, s, hash, evicted, on_evict))
     }
 
     /// The link of a new id in one critical section: shard `part` (the id's)
-    /// is write-locked (`sh`) for the whole call. With `held`, the caller
-    /// already holds a place under the capacity (the two-step path), and this
-    /// always returns `Some`. Without, it takes one; `None`: nothing was done
-    /// (the cache is over a lowered capacity, nothing can be taken, or the
-    /// eviction would have to wait for a shard), and the two-step path must run.
+    /// is write-locked (`sh`) for the whole call, and with `held` the caller
+    /// also holds shard `held.0`'s write lock (its best guess at the victim's).
+    /// It takes a place (a free one, or a victim's) and links; `None`: nothing
+    /// was done (the cache is over a lowered capacity, nothing can be taken,
+    /// or the eviction would have to wait for a shard), and `add_waiting` must
+    /// run.
     #[inline(always)]
     fn link_new(
         &self,
@@ -346,7 +370,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         hash: u64,
         s: &Arc<Session<P>>,
         refile_same: bool,
-        held: bool,
+        mut held: Option<(usize, &mut ShardW<'_, Link<P>, Pos>)>,
     ) -> Option<Done<P>> {
         let sp = Arc::as_ptr(s);
         if let Some((link, pos)) = sh.find(hash, s.key()) {
@@ -361,56 +385,41 @@ impl<P: Send + Sync + 'static> Raw<P> {
         // A lost compare-and-swap (another add took or gave back a place) and a
         // raced scan (another thread changed the victim's partition) are retried
         // here, holding this shard: only busy victim shards (or a lowered
-        // capacity, or a persistently moving order) send the add to the
-        // two-step path.
+        // capacity, or a persistently moving order) send the add to
+        // `add_waiting`.
         let mut rescans = 0;
-        let evicted = if held {
-            None
-        } else {
-            loop {
-                let cap = self.capacity.load(Ordering::Acquire);
-                let c = self.count.load(Ordering::Acquire);
-                if cap == 0 || c < cap {
-                    if self.take_place(c) {
-                        break None;
-                    }
-                    continue;
+        let adding = Some(sp);
+        let evicted = loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            let c = self.count.load(Ordering::Acquire);
+            if cap == 0 || c < cap {
+                if self.take_place(c) {
+                    break None;
                 }
-                if c > cap {
-                    return None;
-                }
-                // Full: unlink the first session in the order, whose place passes
-                // to this add. Its shard is this one, or another one taken only if
-                // free right now (never waiting while this one is held); if that one
-                // is busy, the runner-up partition's, as on the two-step path.
-                let (seen, first) = self.order.min_part()?;
-                let adding = Some(sp);
-                let ev = if first == part {
-                    self.evict_locked(part, seen, sh, adding, None, true)
-                } else if let Some(ev) = self.map.try_with_shard(first, |vsh| {
-                    self.evict_locked(first, seen, vsh, adding, None, true)
-                }) {
-                    ev
-                } else {
+                continue;
+            }
+            if c > cap {
+                return None;
+            }
+            // Full: unlink the first session in the order, whose place passes
+            // to this add; if its shard is busy, the runner-up partition's.
+            let (seen, first) = self.order.min_part()?;
+            let ev = match self.evict_passing(first, seen, part, sh, &mut held, adding) {
+                Some(ev) => ev,
+                None => {
                     let (k, j) = self.order.runner_up(first)?;
-                    if j == part {
-                        self.evict_locked(j, k, sh, adding, None, true)
-                    } else {
-                        self.map.try_with_shard(j, |vsh| {
-                            self.evict_locked(j, k, vsh, adding, None, true)
-                        })?
-                    }
-                };
-                match ev {
-                    Evict::Evicted(v) => break Some(v),
-                    // Another evictor changed that partition since the scan: scan
-                    // again (each rescan follows another thread's change).
-                    Evict::Raced if rescans < 3 => rescans += 1,
-                    // Nothing to take (the count is made of places in flight), or
-                    // the order keeps moving: nothing was done; the two-step path
-                    // waits.
-                    Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
+                    self.evict_passing(j, k, part, sh, &mut held, adding)?
                 }
+            };
+            match ev {
+                Evict::Evicted(v) => break Some(v),
+                // Another evictor changed that partition since the scan: scan
+                // again (each rescan follows another thread's change).
+                Evict::Raced if rescans < 3 => rescans += 1,
+                // Nothing to take (the count is made of places in flight), or
+                // the order keeps moving: nothing was done; `add_waiting`
+                // waits.
+                Evict::Raced | Evict::Empty | Evict::NotBelow | Evict::IsSelf => return None,
             }
         };
         // The place is ours: taken, or passed on by the victim's unlink.
@@ -426,17 +435,43 @@ impl<P: Send + Sync + 'static> Raw<P> {
         })
     }
 
+    /// For `link_new` (shard `part` write-locked: `sh`): evicts partition
+    /// `j`'s minimum (`k` as the scan read it), passing its place to the add,
+    /// under its shard's write lock: `sh` if `j` is `part`, the one `held`
+    /// names if the caller holds it, else another one only if free right now
+    /// (never waiting while `sh` is held): `None` if busy.
+    #[inline(always)]
+    fn evict_passing(
+        &self,
+        j: usize,
+        k: Key,
+        part: usize,
+        sh: &mut ShardW<'_, Link<P>, Pos>,
+        held: &mut Option<(usize, &mut ShardW<'_, Link<P>, Pos>)>,
+        adding: Option<*const Session<P>>,
+    ) -> Option<Evict<P>> {
+        if j == part {
+            return Some(self.evict_locked::<{ place::PASS }>(j, k, sh, adding, None));
+        }
+        if let Some((v, vsh)) = held {
+            if *v == j {
+                return Some(self.evict_locked::<{ place::PASS }>(j, k, vsh, adding, None));
+            }
+        }
+        self.map.try_with_shard(j, |vsh| {
+            self.evict_locked::<{ place::PASS }>(j, k, vsh, adding, None)
+        })
+    }
+
     /// What remains of an add once `link_new`'s locks are released: the
-    /// replaced session's release, the callbacks of the sessions evicted to
-    /// make room (by `link_new`, or by the two-step path's `reserve`:
-    /// `reserved`), the shrink after a replace.
+    /// replaced session's release, the callback of the session evicted to
+    /// make room, the shrink after a replace.
     #[inline(always)]
     fn finish(
         &self,
         done: Done<P>,
         s: &Arc<Session<P>>,
         hash: u64,
-        reserved: Option<Arc<Session<P>>>,
         on_evict: &mut dyn FnMut(Arc<Session<P>>),
     ) -> Added {
         let (added, evicted) = match done {
@@ -457,12 +492,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 (Added::New, evicted)
             }
         };
-        // The sessions evicted to make room: their callbacks now, with no lock
+        // The session evicted to make room: its callback now, with no lock
         // held.
         if let Some(v) = evicted {
-            on_evict(v);
-        }
-        if let Some(v) = reserved {
             on_evict(v);
         }
         if added == Added::Replaced {
@@ -519,6 +551,25 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 p.set(pos);
             }
         });
+    }
+
+    /// Gives one place back if the cache is over its capacity, in one step
+    /// (`place::FREE_IF_OVER`); false once it fits.
+    fn free_if_over(&self) -> bool {
+        let mut c = self.count.load(Ordering::Acquire);
+        loop {
+            let cap = self.capacity.load(Ordering::Acquire);
+            if cap == 0 || c <= cap {
+                return false;
+            }
+            match self
+                .count
+                .compare_exchange(c, c - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
     }
 
     /// One place under the capacity, if the count is still `c`.
@@ -619,56 +670,6 @@ impl<P: Send + Sync + 'static> Raw<P> {
         );
     }
 
-    /// Takes one place under the capacity, evicting as needed; never evicts
-    /// `adding` (the session being added): if it is the next victim it is linked
-    /// already, and `false` is returned with no place taken.
-    fn reserve(
-        &self,
-        adding: *const Session<P>,
-        on_evict: &mut dyn FnMut(Arc<Session<P>>),
-    ) -> Option<Reserved<'_, P>> {
-        loop {
-            let cap = self.capacity.load(Ordering::Acquire);
-            let c = self.count.load(Ordering::Acquire);
-            if cap == 0 || c < cap {
-                if self.take_place(c) {
-                    return Some((Reservation(self), None));
-                }
-                continue;
-            }
-            if c > cap {
-                // The capacity was lowered: give places back until one is free.
-                match self.evict(
-                    Pick::First {
-                        adding: Some(adding),
-                    },
-                    None,
-                    false,
-                ) {
-                    Evict::Evicted(s) => on_evict(s),
-                    Evict::IsSelf => return None,
-                    Evict::Raced => {}
-                    Evict::Empty | Evict::NotBelow => sync::backoff(),
-                }
-                continue;
-            }
-            match self.evict_for(adding) {
-                Evict::Evicted(s) => {
-                    // The victim's place passed to us with the unlink (the count
-                    // did not move): nobody can take the room we made. Its
-                    // callback runs after our link (the caller's job): a callback
-                    // that adds to this cache must not wait for the place we hold.
-                    return Some((Reservation(self), Some(s)));
-                }
-                Evict::IsSelf => return None,
-                Evict::Raced => {}
-                // Everything counted is a reservation still being linked by
-                // another thread: let it finish.
-                Evict::Empty | Evict::NotBelow => sync::backoff(),
-            }
-        }
-    }
-
     /// A replace returns true, so (as OpenSSL) the cache must fit its limit
     /// counting the added session: only possible to break after the limit was
     /// lowered. Evicts, soonest expiry first, never the session just linked.
@@ -690,36 +691,17 @@ impl<P: Send + Sync + 'static> Raw<P> {
         }
     }
 
-    /// For an add of `adding` into a full cache: unlinks the first session in the
-    /// order and passes its place in the count to the caller (the count does not
-    /// move: the unlink and the reservation are one step). If that session is
-    /// `adding` itself (linked meanwhile by another add of the same object),
-    /// unlinks nothing and returns `IsSelf`.
-    ///
-    /// Cost: the partition heads are read without locks; then one lock, the
-    /// winning partition's shard write lock, under which the victim is read and
-    /// unlinked; whatever the number of partitions.
-    pub(crate) fn evict_for(&self, adding: *const Session<P>) -> Evict<P> {
-        self.evict(
-            Pick::First {
-                adding: Some(adding),
-            },
-            None,
-            true,
-        )
-    }
-
     /// Unlinks the first session in the order other than `linked` (the session a
     /// replace just linked). The rare shrink after a lowered capacity: every
     /// shard's write lock is taken once.
     fn evict_one_excluding(&self, linked: *const Session<P>) -> Evict<P> {
-        self.evict(Pick::Excluding(linked), None, false)
+        self.evict::<{ place::FREE_IF_OVER }>(Pick::Excluding(linked), None)
     }
 
     /// Unlinks the victim `pick` names (with `below`, only if it expires before
-    /// that time: `below > expiry`); with `transfer`, its place in the count goes
-    /// to the caller instead of being given back.
-    fn evict(&self, pick: Pick<P>, below: Option<u64>, transfer: bool) -> Evict<P> {
+    /// that time: `below > expiry`); `place` says what becomes of its place
+    /// under the capacity.
+    fn evict<const PLACE: u8>(&self, pick: Pick<P>, below: Option<u64>) -> Evict<P> {
         match pick {
             Pick::First { adding } => {
                 let Some((seen, first)) = self.order.min_part() else {
@@ -741,7 +723,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                 });
                 self.map
                     .with_shard_or((first, seen), other, |part, seen, sh| {
-                        self.evict_locked(part, seen, sh, adding, below, transfer)
+                        self.evict_locked::<PLACE>(part, seen, sh, adding, below)
                     })
             }
             Pick::Excluding(ex) => {
@@ -768,7 +750,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     if !l.still(head.pos, &head) {
                         return Evict::Raced;
                     }
-                    self.unlink_head(&mut l, sh, &head, None, below, transfer)
+                    self.unlink_head::<PLACE>(&mut l, sh, &head, None, below)
                 })
             }
         }
@@ -777,14 +759,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// Unlinks partition `part`'s minimum, whose shard is write-locked (`sh`),
     /// unless it is above `seen` (the minimum the caller's scan read there:
     /// `Raced`) or is `adding`.
-    fn evict_locked(
+    fn evict_locked<const PLACE: u8>(
         &self,
         part: usize,
         seen: Key,
         sh: &mut ShardW<'_, Link<P>, Pos>,
         adding: Option<*const Session<P>>,
         below: Option<u64>,
-        transfer: bool,
     ) -> Evict<P> {
         // SAFETY: the caller holds shard `part`'s write lock while the returned
         // lock lives (until this call returns).
@@ -807,7 +788,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
         if head.key > seen {
             return Evict::Raced;
         }
-        self.unlink_head(&mut l, sh, &head, adding, below, transfer)
+        self.unlink_head::<PLACE>(&mut l, sh, &head, adding, below)
     }
 
     /// Unlinks the session of `head`, an entry present in partition `l`, whose
@@ -816,14 +797,13 @@ impl<P: Send + Sync + 'static> Raw<P> {
     /// entry's position: the key is found by the entry's hash and that position
     /// alone (the victim's id is not read), and the cache's strong reference
     /// keeps the session alive while the lock is held.
-    fn unlink_head(
+    fn unlink_head<const PLACE: u8>(
         &self,
         l: &mut PartLock<'_>,
         sh: &mut ShardW<'_, Link<P>, Pos>,
         head: &Head,
         adding: Option<*const Session<P>>,
         below: Option<u64>,
-        transfer: bool,
     ) -> Evict<P> {
         if below.is_some_and(|t| head.key.0 >= t) {
             return Evict::NotBelow;
@@ -846,6 +826,9 @@ impl<P: Send + Sync + 'static> Raw<P> {
                         return Err(Evict::Raced);
                     }
                 }
+                if PLACE == place::FREE_IF_OVER && !self.free_if_over() {
+                    return Err(Evict::Raced);
+                }
                 Ok(())
             },
         );
@@ -858,7 +841,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             }
         };
         l.remove(head.pos);
-        if !transfer {
+        if PLACE == place::FREE {
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
         Evict::Evicted(link.into_unlinked().release_removed())
@@ -956,16 +939,16 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let shard = mark.shard;
         let done = self.map.with_shard(shard, |sh| {
             if mutant::STORE_READD_UNCHECKED || !self.removals[shard].refuses(&mark, sh) {
-                Some(self.link_new(sh, shard, hash, s, refile_same, false))
+                Some(self.link_new(sh, shard, hash, s, refile_same, None))
             } else {
                 None
             }
         })?;
         match done {
-            Some(done) => Some(self.finish(done, s, hash, None, on_evict)),
-            // The place could not be taken without waiting: the two steps,
-            // checking the log again when linking.
-            None => self.add_two_step(s, hash, shard, refile_same, Some(&mark), on_evict),
+            Some(done) => Some(self.finish(done, s, hash, on_evict)),
+            // The place could not be taken without waiting: checking the log
+            // again when linking.
+            None => self.add_waiting(s, hash, shard, refile_same, Some(&mark), on_evict),
         }
     }
 
@@ -976,7 +959,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let mut budget = self.len();
         let mut removed = 0;
         while budget > 0 {
-            match self.evict(Pick::First { adding: None }, (t != 0).then_some(t), false) {
+            match self.evict::<{ place::FREE }>(Pick::First { adding: None }, (t != 0).then_some(t))
+            {
                 Evict::Evicted(s) => {
                     budget -= 1;
                     removed += 1;

@@ -11,6 +11,10 @@
 //! - `eviction_order_deviation_is_bounded`: T threads add sessions of increasing
 //!   expiry into a full cache; the survivors differ from the exact order by at
 //!   most T sessions.
+//! - `adds_of_one_new_id_evict_once`: a full cache's capacity is lowered, and
+//!   three threads add their own objects under the same new ids while a fourth
+//!   reads the old ones (busy shards send adds to the waiting path); the
+//!   evictions must bring the cache exactly to the capacity, never below.
 //! - `update_time_readds_keep_entries_exact`: under `UPDATE_TIME`, two threads
 //!   re-add the same objects (each re-add stamps the time and re-files the
 //!   entry) while a third flushes on an advancing clock and the re-adds of
@@ -403,5 +407,85 @@ fn update_time_readds_keep_entries_exact() {
     drop(cache);
     for o in &objects {
         assert_eq!(Arc::strong_count(o), 1, "a reference leaked or was lost");
+    }
+}
+
+#[test]
+fn adds_of_one_new_id_evict_once() {
+    const CAP: usize = 64;
+    const LOWERED: usize = 48;
+    const NEW_IDS: u64 = 8;
+    const ADDERS: u64 = 3;
+    let session = |id: u64, n: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&id.to_le_bytes());
+        Arc::new(
+            Session::new(
+                &b,
+                b"",
+                P {
+                    long_lived: true,
+                    n,
+                },
+            )
+            .unwrap()
+            // The old sessions expire first (in their id order), the new
+            // ones last: every eviction must take an old one.
+            .with_time(if id >= 1_000 { NOW - 1_200 + id } else { NOW }),
+        )
+    };
+    for round in 0..(iterations() / 1_000).max(20) {
+        let cache: SessionCache<P> = SessionCache::builder()
+            .capacity(CAP)
+            .clock(ManualClock::new(NOW))
+            .build();
+        let old: Vec<_> = (0..CAP as u64).map(|i| session(1_000 + i, 0)).collect();
+        for s in &old {
+            assert!(cache.add(s));
+        }
+        cache.set_capacity(LOWERED);
+        let done = AtomicBool::new(false);
+        let linked = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    for s in &old {
+                        drop(cache.get(s.id(), b""));
+                    }
+                }
+            });
+            let adders: Vec<_> = (0..ADDERS)
+                .map(|t| {
+                    let (cache, linked) = (&cache, &linked);
+                    scope.spawn(move || {
+                        for id in 0..NEW_IDS {
+                            assert!(cache.add(&session(id, t + 1)), "a new object is linked");
+                            linked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            for a in adders {
+                a.join().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(linked.load(Ordering::Relaxed), (ADDERS * NEW_IDS) as usize);
+        let evicted = cache.stats().cache_full;
+        assert_eq!(
+            (cache.len(), evicted),
+            (LOWERED, (CAP - LOWERED) as u64 + NEW_IDS),
+            "round {round}: len and evictions"
+        );
+        assert_eq!(cache.__index_entries(), LOWERED);
+        assert_eq!(cache.__slots(), LOWERED);
+        for id in 0..NEW_IDS {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&id.to_le_bytes());
+            assert!(
+                cache.get(&b, b"").is_some(),
+                "round {round}: new id {id} cached"
+            );
+        }
     }
 }

@@ -299,9 +299,9 @@ fn model_21_store_answer_remove() {
 }
 
 /// Model 21b: as 21, with the capacity lowered under the count, so the re-add
-/// cannot take a place in its first critical section and links in the
-/// two-step fallback (make room, then link): the second step must check the
-/// log again. Mutant `store_readd_fallback_unchecked` (only the second step
+/// cannot take a place in its first critical section and links on the
+/// waiting path (`add_waiting`: make room, then link in a second critical
+/// section): that one must check the log again. Mutant `store_readd_fallback_unchecked` (only the second step
 /// skips the log) fails this.
 #[test]
 fn model_21b_store_answer_remove_two_step() {
@@ -341,9 +341,10 @@ fn model_21b_store_answer_remove_two_step() {
             );
         }
         // A linked answer took the place of `x` and `y` (both evicted to get
-        // under the lowered capacity). A refusal in the first step evicts
-        // nothing (`x` and `y` stay, over the capacity); in the second, the
-        // evictions stand and the place is given back (the fallback's window).
+        // under the lowered capacity). A refusal in the first critical
+        // section evicts nothing (`x` and `y` stay, over the capacity); in the
+        // second, the evictions down to the capacity stand (what any add does),
+        // and no place is taken.
         if s_cached {
             assert_eq!(cache.len(), 1);
         }

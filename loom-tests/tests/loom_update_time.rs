@@ -2,7 +2,8 @@
 //! session's time, then re-files its entry under the shard read lock and the
 //! partition mutex) racing a flush, an eviction and another re-add (models 20,
 //! 20b and 20c), two adds of one new object meeting each other (20d, 20e), and
-//! a slow `UPDATE_TIME` add linking after its object was removed (20f).
+//! a slow `UPDATE_TIME` add linking after its object was removed (20f); two
+//! adds of one new id over a lowered capacity (20g).
 #![cfg(tls_session_cache_loom)]
 
 use loom::thread;
@@ -323,4 +324,70 @@ fn model_20f_slow_update_time_add_links_after_a_remove() {
         drop((a, y));
         assert_eq!(drops.all(), [1, 1]);
     });
+}
+
+/// Model 20g: capacity 3, full with `x`, `y`, `z` (in that order), then
+/// lowered to 2; two threads add two objects with the new id `a`. Under
+/// OpenSSL's one lock the first add evicts `x` and `y` (the cache counting `a`
+/// must fit the limit) and links `a`; the second replaces it and evicts
+/// nothing: two evictions, two sessions cached. An add over a lowered
+/// capacity (or one that found the victim's shard and the runner-up's busy)
+/// used to take its place in two steps (evict, then link under its id's
+/// shard): the other add could link `a` in between, evicting for it, and the
+/// first then replaced it and gave its place back: three evictions, `len()` 1
+/// below the capacity. The place
+/// taken by an eviction is now taken in the critical section that links,
+/// holding the id's shard and the victim's together (in index order).
+#[test]
+fn model_20g_two_adds_of_one_new_id_over_a_lowered_capacity() {
+    run_model(
+        "20g two adds of one new id over a lowered capacity",
+        2,
+        || {
+            let drops = Drops::new(5);
+            let cache = cache(3);
+            let x = drops.session(0, b"x", NOW - 50);
+            let y = drops.session(1, b"y", NOW - 40);
+            let z = drops.session(2, b"z", NOW + 10);
+            let a1 = drops.session(3, b"a", NOW);
+            let a2 = drops.session(4, b"a", NOW);
+            assert!(cache.add(&x));
+            assert!(cache.add(&y));
+            assert!(cache.add(&z));
+            cache.set_capacity(2);
+
+            let t = {
+                let (cache, a1) = (cache.clone(), a1.clone());
+                thread::spawn(move || cache.add(&a1))
+            };
+            let r2 = cache.add(&a2);
+            let r1 = t.join().unwrap();
+
+            assert!(r1 && r2, "one add links a, the other replaces it");
+            assert_eq!(cache.stats().cache_full, 2, "two evictions for one new id");
+            assert_quiescent(&cache, 2);
+            // Which two: `x` and `y` single-threaded; under concurrency an
+            // eviction that finds the first's shard busy takes the runner-up
+            // (DESIGN.md, "Exact and approximate").
+            let kept: Vec<usize> = [(&x, b"x"), (&y, b"y"), (&z, b"z")]
+                .iter()
+                .enumerate()
+                .filter(|(_, (s, _))| s.is_resumable())
+                .map(|(i, (_, id))| {
+                    assert_eq!(
+                        cached_tag(&cache, &id[..]),
+                        Some(i),
+                        "resumable, not cached"
+                    );
+                    i
+                })
+                .collect();
+            assert_eq!(kept.len(), 1, "kept {kept:?}");
+            let a = cached_tag(&cache, b"a");
+            assert!(a == Some(3) || a == Some(4), "{a:?}");
+            drop(cache);
+            drop((x, y, z, a1, a2));
+            assert_eq!(drops.all(), [1, 1, 1, 1, 1]);
+        },
+    );
 }

@@ -166,6 +166,33 @@ where
         })
     }
 
+    /// Runs `f(a, b)` with shards `a` and `b` (two different ones) both
+    /// write-locked, waiting for each, the lower index first. The one place a
+    /// thread waits for a shard lock while holding another: every such wait is
+    /// for a higher index than the lock held, and `try_with_shard` never waits,
+    /// so no cycle of waiters can form.
+    pub(crate) fn with_two_shards<R>(
+        &self,
+        a: usize,
+        b: usize,
+        f: impl FnOnce(&mut ShardW<'_, K, V>, &mut ShardW<'_, K, V>) -> R,
+    ) -> R {
+        assert_ne!(a, b, "two different shards");
+        let shards = self.inner.shards();
+        let mut lo = shards[a.min(b)].write();
+        let mut hi = shards[a.max(b)].write();
+        let (ga, gb) = if a < b {
+            (&mut lo, &mut hi)
+        } else {
+            (&mut hi, &mut lo)
+        };
+        let hasher = self.inner.hasher();
+        f(
+            &mut ShardW { table: ga, hasher },
+            &mut ShardW { table: gb, hasher },
+        )
+    }
+
     /// Runs `f` with shard `i` write-locked if that lock is free right now
     /// (never waiting: `None` if it is held). A caller may hold another shard's
     /// write lock while it tries: it never waits while holding one, so no cycle

@@ -255,6 +255,29 @@ where
         s.with_mut(&g, |table| f(&mut ShardW { table }))
     }
 
+    /// As dashmap's: both write-locked, waiting, the lower index first.
+    pub(crate) fn with_two_shards<R>(
+        &self,
+        a: usize,
+        b: usize,
+        f: impl FnOnce(&mut ShardW<'_, K, V>, &mut ShardW<'_, K, V>) -> R,
+    ) -> R {
+        assert_ne!(a, b, "two different shards");
+        let (sa, sb) = (&self.shards[a], &self.shards[b]);
+        let (ga, gb) = if a < b {
+            let ga = sa.write();
+            (ga, sb.write())
+        } else {
+            let gb = sb.write();
+            (sa.write(), gb)
+        };
+        sa.with_mut(&ga, |ta| {
+            sb.with_mut(&gb, |tb| {
+                f(&mut ShardW { table: ta }, &mut ShardW { table: tb })
+            })
+        })
+    }
+
     pub(crate) fn try_with_shard<R>(
         &self,
         i: usize,
