@@ -110,7 +110,8 @@ impl<P: Send + Sync + 'static> SessionCache<P> {
     }
 
     /// The number of sessions held (`SSL_CTX_sess_number`). Includes adds that
-    /// have reserved their place and are being linked; never exceeds
+    /// have taken their place and are linking (inside that critical section);
+    /// never exceeds
     /// [`capacity`](Self::capacity) unless the capacity was just lowered.
     pub fn len(&self) -> usize {
         self.raw.len()

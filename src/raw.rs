@@ -88,7 +88,8 @@ pub(crate) enum Evict<P> {
     Evicted(Arc<Session<P>>),
     /// Another thread changed the chosen victim first: try again.
     Raced,
-    /// Nothing is linked (the count is made of reservations in flight).
+    /// Nothing is linked (the count is made of places taken by links still
+    /// in their critical section).
     Empty,
     /// The first session in the order is the one the caller is adding: it is
     /// linked already (another add of the same object won), so nothing is evicted.
@@ -105,7 +106,8 @@ struct LinePadded<T>(T);
 pub(crate) struct Raw<P: Send + Sync + 'static> {
     map: ShardMap<Link<P>, Pos>,
     order: Order,
-    /// Linked sessions plus reservations of adds in flight; never above
+    /// Linked sessions plus the places of links in progress (each taken
+    /// inside the critical section that links); never above
     /// `capacity` except after `set_capacity` lowered it.
     count: AtomicUsize,
     capacity: AtomicUsize,
@@ -847,10 +849,10 @@ impl<P: Send + Sync + 'static> Raw<P> {
         Evict::Evicted(link.into_unlinked().release_removed())
     }
 
-    /// Removes the entry at `pos` of `link` and (unless its place is transferred
-    /// to the caller's reservation) its count. The caller holds the write lock
-    /// of the id's shard (`remove`'s and the evictor's `with_shard` closures).
-    fn unfile(&self, link: &Link<P>, pos: &Pos, transfer: bool) {
+    /// Removes the entry at `pos` of `link` and its place in the count. The
+    /// caller holds the write lock of the id's shard (`remove`'s `with_shard`
+    /// closure).
+    fn unfile(&self, link: &Link<P>, pos: &Pos) {
         let pos = pos.get();
         // SAFETY: the caller holds the write lock of the id's shard, whose index
         // is its entry's partition.
@@ -861,9 +863,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             part.remove(pos);
         }
         drop(part);
-        if !transfer {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Unlinks the session under `key` if it passes `expect`, and returns the
@@ -899,7 +899,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
                     if !pass {
                         return Err(());
                     }
-                    self.unfile(link, pos, false);
+                    self.unfile(link, pos);
                     Ok(())
                 },
             );

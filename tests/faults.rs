@@ -1,5 +1,5 @@
 //! Panic safety: a `SessionStore` whose callback panics leaves the cache
-//! consistent — no stuck lock, no leaked capacity reservation or reference,
+//! consistent — no stuck lock, no leaked place under the capacity or reference,
 //! correct `len()`, and later operations work. One test per callback.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -143,7 +143,7 @@ fn panicking_remove_session_callback_on_eviction() {
     );
     assert_eq!(c.stats().cache_full, 1);
     assert_eq!((c.len(), c.__slots(), c.__index_entries()), (2, 2, 2));
-    // No reservation leaked: the cache is exactly full; one more add evicts once.
+    // No place leaked: the cache is exactly full; one more add evicts once.
     assert!(!c.add(&d));
     let e = sess(b"e", T0 + 3);
     assert!(c.add(&e));

@@ -301,11 +301,12 @@ fn model_21_store_answer_remove() {
 /// Model 21b: as 21, with the capacity lowered under the count, so the re-add
 /// cannot take a place in its first critical section and links on the
 /// waiting path (`add_waiting`: make room, then link in a second critical
-/// section): that one must check the log again. Mutant `store_readd_fallback_unchecked` (only the second step
-/// skips the log) fails this.
+/// section): that one must check the log again. Mutant
+/// `store_readd_fallback_unchecked` (only that second critical section skips
+/// the log) fails this.
 #[test]
 fn model_21b_store_answer_remove_two_step() {
-    run_model("21b store answer racing remove, two-step re-add", 2, || {
+    run_model("21b store answer racing remove, waiting re-add", 2, || {
         let drops = Drops::new(4);
         let s = drops.session(0, b"id", NOW);
         let r = drops.session(1, b"id", NOW);

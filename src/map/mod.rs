@@ -163,6 +163,69 @@ mod tests {
         }
     }
 
+    /// `with_two_shards` hands each closure argument its own shard, holds
+    /// both for the whole call, and takes them in index order whatever the
+    /// argument order: two threads asking for (0, 1) and (1, 0) in a loop
+    /// never deadlock (locking the first argument first deadlocked: checked).
+    /// The threads are detached, so a deadlock fails the test at the timeout
+    /// instead of hanging it.
+    #[test]
+    fn two_shards_in_crossed_orders() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        const ROUNDS: u32 = 20_000;
+        let m: Arc<ShardMap<Id, u32>> = Arc::new(ShardMap::new(2));
+        // A key of each shard, to tell the arguments apart.
+        let of = |want: usize| {
+            (0u32..)
+                .map(|i| key(&i.to_le_bytes()))
+                .find(|k| m.shard_of(m.hash(k)) == want)
+                .unwrap()
+        };
+        let keys = Arc::new([of(0), of(1)]);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for (a, b) in [(0usize, 1usize), (1, 0)] {
+            let (m, keys, inside, done) =
+                (m.clone(), keys.clone(), inside.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                // Counts one update of shard `i`'s key in `sh`.
+                let bump = |sh: &mut ShardW<'_, Id, u32>, i: usize| {
+                    let h = m.hash(&keys[i]);
+                    match sh.take(h, |_, _| true) {
+                        Some((k, v)) => {
+                            assert_eq!(k.as_slice(), keys[i].as_slice());
+                            sh.insert(h, k, v + 1);
+                        }
+                        None => sh.insert(h, keys[i].clone(), 1),
+                    }
+                };
+                for r in 0..ROUNDS {
+                    m.with_two_shards(a, b, |sa, sb| {
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "both held");
+                        bump(sa, a);
+                        bump(sb, b);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    });
+                    if r % 1_000 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..2 {
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("with_two_shards deadlocked (or a thread panicked)");
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let h = m.hash(k);
+            let v = m.with_shard(i, |sh| sh.find(h, k).map(|(_, v)| *v));
+            assert_eq!(v, Some(2 * ROUNDS), "shard {i} got every update of its key");
+        }
+    }
+
     #[test]
     fn drain_takes_all() {
         let mut m: ShardMap<Id, u32> = ShardMap::new(3);

@@ -5,8 +5,8 @@ pub(crate) use std::sync::{
     Mutex, MutexGuard,
 };
 
-/// Gives other threads a chance to finish what they are doing (a reservation that
-/// is not linked yet).
+/// Gives other threads a chance to finish what they are doing (a link whose
+/// place is taken, an eviction in progress).
 #[inline]
 pub(crate) fn backoff() {
     std::thread::yield_now();
