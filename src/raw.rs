@@ -298,7 +298,8 @@ impl<P: Send + Sync + 'static> Raw<P> {
         let checked = !mutant::STORE_READD_UNCHECKED && !mutant::STORE_READD_FALLBACK_UNCHECKED;
         loop {
             let cap = self.capacity.load(Ordering::Acquire);
-            if cap != 0 && self.count.load(Ordering::Acquire) > cap {
+            let c = self.count.load(Ordering::Acquire);
+            if cap != 0 && c > cap {
                 // The capacity was lowered: give places back until it fits.
                 match self.evict::<{ place::FREE_IF_OVER }>(Pick::First { adding: Some(sp) }, None)
                 {
@@ -325,8 +326,7 @@ impl<P: Send + Sync + 'static> Raw<P> {
             // The shard of the first session in the order, to hold with ours
             // (if it is another one and the cache is full; `link_new` scans
             // again under the locks).
-            let full = cap != 0 && self.count.load(Ordering::Acquire) >= cap;
-            let victim = if full {
+            let victim = if cap != 0 && c == cap {
                 self.order.min_part().map(|(_, v)| v).filter(|&v| v != part)
             } else {
                 None
